@@ -1,0 +1,78 @@
+"""The `llamactl` command: a thin Typer layer. Each command group lives in its own module and
+registers itself; the work is done by the core modules, which know nothing of Typer.
+
+Why a package rather than one cli.py: several command groups (profiles, inspect, up/down/status,
+plan, proxy, claude) each fit on a screen, and keeping them apart keeps each one readable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from llamactl.errors import LlamactlError
+
+app = typer.Typer(
+    name="llamactl",
+    help="Run a local llama.cpp model as a drop-in backend for Claude Code and API clients.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines register(app). Order is the order of `llamactl --help`.
+COMMAND_MODULES = (
+    "instances_cmd",  # up, down, restart, status, logs
+    "claude_cmd",  # claude, env
+    "profiles_cmd",  # profiles, profiles show, profiles validate
+    "inspect_cmd",  # inspect
+    "hw_cmd",  # hw, plan
+    "proxy_cmd",  # proxy (foreground)
+    "server_cmd",  # install-server, doctor
+    "models_cmd",  # generate-model
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail to stderr."),
+) -> None:
+    from llamactl.logs import configure_logging
+
+    configure_logging(verbose=verbose)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"llamactl.cli.{name}")
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning LlamactlError into a message and exit code."""
+    from llamactl.cli.common import err_console
+
+    try:
+        app(standalone_mode=False)
+    except LlamactlError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

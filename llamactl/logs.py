@@ -1,0 +1,18 @@
+"""Logging set-up, done once at an entry point. Modules use logging.getLogger("llamactl.<module>")."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(verbose: bool = False, stream=None) -> None:
+    root = logging.getLogger("llamactl")
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not any(getattr(h, "_llamactl", False) for h in root.handlers):
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler._llamactl = True  # type: ignore[attr-defined]
+        root.addHandler(handler)

@@ -1,0 +1,46 @@
+"""The seam between the proxy and whoever owns llama-server.
+
+The proxy awaits `acquire()` before each upstream request and calls `release()` when the response
+is finished. A supervisor implements it to wake an idle-unloaded server (holding the request until
+ready), to refuse while the server is restarting, and to count activity for idle unload. The
+standalone `llamactl proxy` uses AlwaysOpenGate.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class UpstreamBusy(Exception):
+    """llama-server is loading or restarting: answer 529 overloaded_error (clients retry)."""
+
+
+class UpstreamDown(Exception):
+    """llama-server has failed and will not come back without a manual restart: answer 500/503."""
+
+
+class UpstreamGate(Protocol):
+    async def acquire(self) -> None:
+        """Wait until the upstream can take a request. May raise UpstreamBusy or UpstreamDown."""
+
+    def release(self) -> None:
+        """A request acquired earlier has finished (successfully or not)."""
+
+    def is_loading(self) -> bool:
+        """True while the upstream is (re)loading and a caller would have to wait in acquire()."""
+
+
+class AlwaysOpenGate:
+    """The upstream is always there (standalone proxy in front of a server we do not own)."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    async def acquire(self) -> None:
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    def is_loading(self) -> bool:
+        return False
