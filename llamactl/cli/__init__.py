@@ -54,13 +54,19 @@ _register_all()
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning LlamactlError into a message and exit code."""
+    """Console-script entry point: run the app; a LlamactlError becomes a message and exit code."""
     from llamactl.cli.common import err_console
 
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns typer.Exit's code instead of raising it.
+        result = app(standalone_mode=False)
+        if isinstance(result, int) and result:
+            sys.exit(result)
     except LlamactlError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        message = escape(str(exc))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
