@@ -1,0 +1,121 @@
+"""`llamactl claude [PROFILE] [-- CLAUDE_ARGS...]` and `llamactl env PROFILE`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llamactl.cli.common import JSON_OPTION_HELP, err_console, print_json
+
+if TYPE_CHECKING:
+    from llamactl.claude_env import ClaudeEnv
+    from llamactl.profile_model import Profile
+
+
+def register(app: typer.Typer) -> None:
+    app.command("claude")(claude_command)
+    app.command("env")(env_command)
+
+
+def claude_command(
+    profile: Annotated[
+        str | None, typer.Argument(help="Profile to serve Claude Code (default: config).")
+    ] = None,
+    claude_args: Annotated[
+        list[str] | None, typer.Argument(help="Arguments for claude, after --.")
+    ] = None,
+    show_env: Annotated[
+        bool, typer.Option("--show-env", help="Print the variables that would be set, and exit.")
+    ] = False,
+) -> None:
+    """Start (or reuse) the profile's instance and run Claude Code against it."""
+    from llamactl.claude_run import environment_for, find_claude, run_claude
+
+    if profile and profile.startswith("-"):  # `llamactl claude -- -p hi`: no profile named
+        claude_args = [profile, *(claude_args or [])]
+        profile = None
+    loaded = _load(profile)
+    binary = None if show_env else find_claude(loaded)  # fail before starting anything
+    env, target = environment_for(loaded, user_env=os.environ, on_progress=_progress_printer())
+    _print_notes(env)
+    if show_env:
+        _print_env_table(env)
+        return
+    assert binary is not None
+    err_console.print(
+        f"[dim]claude → {target.proxy_url} (model {target.model}, context {target.ctx_size})[/]"
+    )
+    raise typer.Exit(run_claude(binary, claude_args or [], env.apply(os.environ)))
+
+
+def env_command(
+    profile: str = typer.Argument(..., help="Profile whose instance Claude Code should use."),
+    shell: str = typer.Option("bash", "--shell", help="bash, zsh, fish or powershell."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Print the variables for `eval "$(llamactl env PROFILE)"` (starts the instance if needed)."""
+    from llamactl.claude_env import SHELLS, render_shell
+    from llamactl.claude_run import environment_for
+    from llamactl.errors import LlamactlError
+
+    if shell not in SHELLS:
+        raise LlamactlError(f"--shell must be one of {', '.join(SHELLS)}, got {shell!r}")
+    env, _ = environment_for(_load(profile), user_env=os.environ, on_progress=_progress_printer())
+    _print_notes(env)
+    if as_json:
+        print_json({"set": env.variables, "kept": env.kept, "warnings": list(env.warnings)})
+        return
+    sys.stdout.write(render_shell(env, shell))  # type: ignore[arg-type]
+    sys.stdout.flush()
+
+
+def _progress_printer() -> Callable[[Any], None]:
+    """A callback for ensure_up that tells (on stderr) what a starting instance is doing."""
+    last: list[tuple[Any, ...]] = []
+
+    def on_progress(view: Any) -> None:
+        progress = getattr(view, "progress", None)
+        step = (getattr(view, "state", None), getattr(view, "phase", None),
+                int(progress * 10) if progress else None)
+        if last and last[-1] == step:
+            return
+        last.append(step)
+        shown = f" {progress:.0%}" if progress else ""
+        err_console.print(f"[dim]{view.profile}: {step[1] or step[0]}{shown}[/]")
+
+    return on_progress
+
+
+def _load(name: str | None) -> Profile:
+    """The named profile, or the config file's [defaults] profile (demo unless set)."""
+    from llamactl.config import load_config
+    from llamactl.profiles import load_profile
+
+    return load_profile(name or load_config().default_profile)
+
+
+def _print_notes(env: ClaudeEnv) -> None:
+    """Warnings and overrides go to stderr, so `eval "$(llamactl env ...)"` stays clean."""
+    from rich.markup import escape
+
+    for warning in env.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    for name in env.replaced:
+        err_console.print(f"[dim]note: your {name} is replaced while claude runs here[/]")
+
+
+def _print_env_table(env: ClaudeEnv) -> None:
+    from rich.table import Table
+
+    from llamactl.cli.common import console
+
+    table = Table("variable", "value", "from")
+    for name, value in env.redacted().items():
+        table.add_row(name, value, "llamactl")
+    for name in env.kept:
+        table.add_row(name, os.environ.get(name, ""), "your environment")
+    console.print(table)
