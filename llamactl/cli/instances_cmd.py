@@ -1,0 +1,208 @@
+"""`llamactl up / down / restart / status / logs`: thin wrappers over supervisor.control."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from llamactl.cli.common import JSON_OPTION_HELP, console, err_console, print_json
+
+if TYPE_CHECKING:
+    from llamactl.supervisor.control import InstanceView
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("restart")(restart)
+    app.command("status")(status)
+    app.command("logs")(logs)
+
+
+def up(
+    profile: str = typer.Argument(..., help="Profile name (or path to a profile .toml)."),
+    port: int | None = typer.Option(None, "--port", help="Proxy port (overrides [proxy] port)."),
+    ctx: int | None = typer.Option(
+        None, "--ctx", help="Context size (overrides [server] ctx_size)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the llama-server command; start nothing."
+    ),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return once the supervisor is started."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Give up waiting after S seconds."
+    ),
+    hardware: Path | None = typer.Option(
+        None, "--hardware", help="Plan for a recorded hardware JSON."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Start a profile's llama-server and proxy in the background; wait until ready."""
+    from llamactl.supervisor import control
+
+    if dry_run:
+        view = control.up(profile, port=port, ctx=ctx, dry_run=True, hardware=hardware)
+        if as_json:
+            print_json(view.to_json())
+            return
+        console.print(shlex.join(view.argv or []), highlight=False, soft_wrap=True)
+        console.print(
+            f"# proxy: {view.proxy_url or 'auto (a free port at start)'}   "
+            "llama-server: 127.0.0.1:<free internal port>   "
+            f"ctx {view.ctx_size}, GPU layers {view.n_gpu_layers}, slots {view.parallel}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for note in view.notes:
+            console.print(f"# note: {note}", highlight=False, soft_wrap=True)
+        return
+    with _Progress(enabled=not as_json and not no_wait) as progress:
+        view = control.up(
+            profile,
+            port=port,
+            ctx=ctx,
+            wait=not no_wait,
+            timeout=timeout,
+            hardware=hardware,
+            on_progress=progress.update,
+        )
+    if as_json:
+        print_json(view.to_json())
+        return
+    _print_up(view, waited=not no_wait)
+
+
+def _print_up(view: InstanceView, *, waited: bool) -> None:
+    if view.already_running:
+        console.print(f"[bold]{view.profile}[/] is already running ({view.state}).")
+    elif not waited:
+        console.print(
+            f"[bold]{view.profile}[/] is starting; `llamactl status {view.profile}` shows "
+            "when it is ready."
+        )
+        return
+    else:
+        took = f" in {view.load_seconds:.1f}s" if view.load_seconds is not None else ""
+        console.print(f"[bold green]{view.profile} is ready[/]{took}.")
+    console.print(f"  proxy:  {view.proxy_url}", highlight=False)
+    console.print(f"  model:  {view.model}", highlight=False)
+    console.print(
+        f"  ctx:    {view.ctx_size}   GPU layers: {view.n_gpu_layers}   slots: {view.parallel}",
+        highlight=False,
+    )
+    for note in view.notes:
+        console.print(f"  note:   {note}", highlight=False, soft_wrap=True)
+
+
+class _Progress:
+    """Load progress from the state file: a rich bar on a terminal, one line per phase otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+        self._last_phase: str | None = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled and err_console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("starting", total=1.0)
+        return self
+
+    def update(self, view: InstanceView) -> None:
+        if not self.enabled:
+            return
+        phase = view.phase or view.state
+        if self._progress is not None:
+            self._progress.update(self._task, description=phase, completed=view.progress or 0.0)
+        elif phase != self._last_phase:
+            err_console.print(f"{view.profile}: {phase}", highlight=False)
+        self._last_phase = phase
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def down(
+    profile: str | None = typer.Argument(
+        None, help="Profile to stop (default: the only one running)."
+    ),
+    all_: bool = typer.Option(False, "--all", help="Stop every instance."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Stop an instance: finish streams, save the KV cache, stop llama-server and the proxy."""
+    from llamactl.supervisor import control
+
+    views = control.down(profile, all=all_)
+    if as_json:
+        print_json([v.to_json() for v in views])
+        return
+    if not views:
+        console.print("Nothing to stop.")
+    for view in views:
+        extra = f" ({view.last_error})" if view.last_error and view.state != "stopped" else ""
+        console.print(f"{view.profile}: {view.state}{extra}", highlight=False, soft_wrap=True)
+
+
+def restart(
+    profile: str = typer.Argument(..., help="Profile to restart."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Stop and start an instance with the options it was started with (KV cache kept)."""
+    from llamactl.supervisor import control
+
+    with _Progress(enabled=not as_json) as progress:
+        view = control.restart(profile, on_progress=progress.update)
+    if as_json:
+        print_json(view.to_json())
+        return
+    _print_up(view, waited=True)
+
+
+def status(
+    profile: str | None = typer.Argument(None, help="Only this profile."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Show instances: state, model, proxy URL, context, slots, memory, uptime, restarts."""
+    from llamactl.supervisor import control
+    from llamactl.supervisor.status_view import print_status
+
+    print_status(control.status(profile), as_json=as_json)
+
+
+def logs(
+    profile: str = typer.Argument(..., help="Profile whose logs to show."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "-n", "--lines", help="How many lines from the end."),
+    server: bool = typer.Option(False, "--server", help="llama-server's log (the default)."),
+    proxy: bool = typer.Option(False, "--proxy", help="The supervisor's and proxy's log."),
+) -> None:
+    """Print the last lines of an instance's llama-server log (or --proxy: the supervisor's)."""
+    import sys
+
+    from llamactl.supervisor import control
+
+    if server and proxy:
+        raise typer.BadParameter("choose one of --server and --proxy")
+    which = "proxy" if proxy else "server"
+    try:
+        for line in control.logs(profile, which=which, lines=lines, follow=follow):
+            sys.stdout.write(line + "\n")
+            if follow:
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,441 @@
+"""What the CLI (and `llamactl claude`) call: up, down, restart, status, logs, ensure_up.
+
+The daemon is the only writer of an instance's state while it lives; these functions read the
+state, verify every recorded process by pid + create time, and act under the instance lock so two
+concurrent `up`s of one profile start exactly one supervisor. Imports stay light: `status` must
+feel instant.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from llamactl.errors import InstanceError, PortInUse, StartupFailed
+from llamactl.paths import private_dir, resolve_paths
+from llamactl.supervisor import state as st
+from llamactl.supervisor.state import InstanceState
+from llamactl.supervisor.views import InstanceView, log_paths, rotate_log, status, view_of
+
+__all__ = [
+    "InstanceView",
+    "down",
+    "ensure_up",
+    "log_paths",
+    "logs",
+    "restart",
+    "rotate_log",
+    "status",
+    "up",
+    "wait_ready",
+]
+
+WAIT_POLL = 0.01  # CLI polls the state file this often while waiting for ready
+SPAWN_TIMEOUT = 20.0  # the daemon must take its lock within this long
+DOWN_TIMEOUT = 30.0  # graceful shutdown budget before the daemon is killed
+
+
+# -- up -------------------------------------------------------------------------------------------
+
+
+def up(
+    name: str,
+    *,
+    port: int | None = None,
+    ctx: int | None = None,
+    dry_run: bool = False,
+    wait: bool = True,
+    timeout: float | None = None,
+    hardware: Path | None = None,
+    on_progress: Callable[[InstanceView], None] | None = None,
+    policy_args: list[str] | None = None,
+) -> InstanceView:
+    """Start the profile's instance (or report the one already running) and wait until ready.
+
+    `policy_args` passes restart-policy options to the daemon (tests use short backoffs).
+    """
+    from llamactl.profiles import load_profile
+    from llamactl.supervisor.launch import prepare_launch, write_launch
+
+    profile = load_profile(name)
+    name = profile.name
+    if dry_run:
+        return _dry_run(profile, port=port, ctx=ctx, hardware=hardware)
+    started = time.monotonic()
+    pid = None
+    with st.instance_lock(name):
+        already = st.daemon_alive(name)
+        if not already:
+            _cleanup_leftovers(name)
+            _check_proxy_port(profile, port)
+            # Plan here, not in the daemon: errors surface at once, and the daemon stays small.
+            write_launch(prepare_launch(profile, ctx=ctx, hardware_file=hardware))
+            daemon_argv = _daemon_argv(
+                name, port=port, ctx=ctx, hardware=hardware, extra=policy_args or []
+            )
+            pid = _spawn_daemon(name, daemon_argv)
+            _await_daemon_lock(name, pid)
+    if not wait:
+        return _current_view(name, already)
+    view = wait_ready(name, timeout=timeout or 3600.0, on_progress=on_progress, daemon_pid=pid)
+    view.already_running = already
+    if not already:
+        view.load_seconds = round(time.monotonic() - started, 3)
+    return view
+
+
+def ensure_up(name: str, **kwargs: Any) -> InstanceView:
+    """The instance, started if needed; an idle-unloaded instance counts as up (it wakes on use)."""
+    return up(name, wait=True, **kwargs)
+
+
+def _current_view(name: str, already: bool) -> InstanceView:
+    record = st.read_state(name)
+    view = view_of(record, probe=False) if record else InstanceView(profile=name, state=st.STARTING)
+    view.already_running = already
+    return view
+
+
+def wait_ready(
+    name: str,
+    *,
+    timeout: float,
+    on_progress: Callable[[InstanceView], None] | None = None,
+    daemon_pid: int | None = None,
+) -> InstanceView:
+    """Watch the state file until ready; fail fast when the daemon fails or dies. With
+    `daemon_pid`, a state written by an earlier supervisor is not taken for this one's."""
+    deadline = time.monotonic() + timeout
+    path = st.state_path(name)
+    last_seen: tuple[float, int] | None = None
+    dead_checks = 0
+    while True:
+        try:
+            stat = path.stat()
+            marker = (stat.st_mtime, stat.st_ino)
+        except FileNotFoundError:
+            marker = None
+        if marker != last_seen:
+            last_seen = marker
+            record = st.read_state(name)
+            if daemon_pid is not None and (
+                record is None or record.daemon is None or record.daemon.pid != daemon_pid
+            ):
+                record = None
+                last_seen = None  # not this supervisor's yet: look again next time
+            if record is not None:
+                if record.state in (st.READY, st.IDLE):
+                    return view_of(record, probe=False)
+                if record.state == st.FAILED:
+                    _wait_daemon_gone(name, record, 5.0)  # it is cleaning up: leave nothing
+                    raise StartupFailed(_failure_message(record))
+                if on_progress is not None:
+                    on_progress(view_of(record, probe=False))
+        if not st.daemon_alive(name):
+            dead_checks += 1
+            if dead_checks >= 3:  # let a final state write land before concluding
+                record = st.read_state(name)
+                ours = daemon_pid is None or (
+                    record and record.daemon and record.daemon.pid == daemon_pid
+                )
+                if record is not None and ours and record.state == st.FAILED:
+                    raise StartupFailed(_failure_message(record))
+                from llamactl.supervisor.readiness import log_tail
+
+                raise StartupFailed(
+                    f"the supervisor of {name!r} exited before llama-server was ready. "
+                    f"Last lines of {log_paths(name)['proxy']}:\n"
+                    + log_tail(log_paths(name)["proxy"], 15)
+                )
+        if time.monotonic() > deadline:
+            raise InstanceError(
+                f"{name!r} is not ready after {timeout:.0f}s (still loading in the background); "
+                f"watch it with `llamactl status {name}` or `llamactl logs {name} -f`"
+            )
+        time.sleep(WAIT_POLL)
+
+
+def _wait_daemon_gone(name: str, record: InstanceState, timeout: float) -> None:
+    from llamactl.supervisor.process import is_alive
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if record.daemon is not None:
+            _reap(record.daemon.pid)
+        if not st.daemon_alive(name) and not is_alive(record.daemon):
+            return
+        time.sleep(0.01)
+
+
+def _failure_message(record: InstanceState) -> str:
+    message = record.last_error or "llama-server failed to start"
+    if record.log_tail and record.log_tail not in message:
+        message += f"\nLast lines of {log_paths(record.profile)['server']}:\n{record.log_tail}"
+    return message
+
+
+def _dry_run(
+    profile: Any, *, port: int | None, ctx: int | None, hardware: Path | None
+) -> InstanceView:
+    from llamactl.supervisor.launch import prepare_launch
+
+    launch = prepare_launch(profile, ctx=ctx, hardware_file=hardware, with_key=False)
+    internal = "<internal port>"
+    argv = launch.argv(0, resolve_paths().slots / profile.name)
+    argv[argv.index("--port") + 1] = internal
+    proxy_port = port or profile.proxy.port
+    return InstanceView(
+        profile=profile.name,
+        state="dry-run",
+        # "auto": a free port chosen at start (the previous run's, when it is still free)
+        proxy_url=f"http://{profile.proxy.host}:{proxy_port}" if proxy_port != "auto" else None,
+        model=launch.model,
+        ctx_size=launch.ctx_size,
+        n_gpu_layers=launch.n_gpu_layers,
+        parallel=launch.parallel,
+        slot_ctx=launch.slot_ctx,
+        notes=list(launch.notes),
+        memory={"predicted_mib": launch.predicted_mib},
+        argv=argv,
+    )
+
+
+def _check_proxy_port(profile: Any, port: int | None) -> None:
+    """Fail fast, naming the holder, when a fixed proxy port is taken (the daemon re-checks)."""
+    import socket
+
+    wanted = port or (profile.proxy.port if profile.proxy.port != "auto" else None)
+    if not wanted:
+        return
+    family = socket.AF_INET6 if ":" in profile.proxy.host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((profile.proxy.host, wanted))
+        except OSError as exc:
+            from llamactl.supervisor.process import port_owner
+
+            owner = port_owner(wanted)
+            who = f" by {owner}" if owner else ""
+            raise PortInUse(
+                f"port {wanted} on {profile.proxy.host} is already in use{who}; stop that process, "
+                f"or choose another with `llamactl up {profile.name} --port N` or [proxy] port "
+                f'(use "auto" for any free port) ({exc.strerror})'
+            ) from exc
+
+
+def _daemon_argv(
+    name: str, *, port: int | None, ctx: int | None, hardware: Path | None, extra: list[str]
+) -> list[str]:
+    argv = [sys.executable, "-m", "llamactl.supervisor.daemon", name]
+    if port:
+        argv += ["--port", str(port)]
+    if ctx:
+        argv += ["--ctx", str(ctx)]
+    if hardware:
+        argv += ["--hardware", str(Path(hardware).resolve())]
+    return argv + extra
+
+
+def _spawn_daemon(name: str, argv: list[str]) -> int:
+    """Start the supervisor detached: new session, stdin /dev/null, output to its log (0600).
+    posix_spawn, not Popen: the CLI keeps no child object that would warn when it outlives us."""
+    logs = private_dir(resolve_paths().logs)
+    rotate_log(logs / f"{name}.proxy.log")
+    log_fd = os.open(
+        logs / f"{name}.proxy.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+    )
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    try:
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null_fd, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(log_fd)
+        os.close(null_fd)
+
+
+def _reap(pid: int) -> int | None:
+    """Reap the daemon if it is our child and has exited; its exit status, else None."""
+    try:
+        done, status_ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status_) if done else None
+
+
+def _await_daemon_lock(name: str, pid: int) -> None:
+    from llamactl.supervisor.readiness import log_tail
+
+    deadline = time.monotonic() + SPAWN_TIMEOUT
+    while not st.daemon_alive(name):
+        code = _reap(pid)
+        if code is not None:
+            from llamactl.supervisor.daemon import EXIT_ALREADY_RUNNING
+
+            if code == EXIT_ALREADY_RUNNING:
+                return
+            raise StartupFailed(
+                f"the supervisor of {name!r} exited with {code} at start. Last lines of "
+                f"{log_paths(name)['proxy']}:\n{log_tail(log_paths(name)['proxy'], 15)}"
+            )
+        if time.monotonic() > deadline:
+            raise StartupFailed(
+                f"the supervisor of {name!r} did not start within {SPAWN_TIMEOUT:.0f}s"
+            )
+        time.sleep(0.01)
+
+
+# -- down / restart -------------------------------------------------------------------------------
+
+
+def down(name: str | None = None, *, all: bool = False) -> list[InstanceView]:  # noqa: A002
+    """Stop instances gracefully (SIGTERM to the supervisor, bounded wait, then SIGKILL) and clean
+    up anything a crashed supervisor left behind. Returns the final views."""
+    if all:
+        names = st.known_instances()
+    elif name:
+        names = [name]
+    else:
+        running = [v.profile for v in status(probe=False) if v.state != st.STOPPED or v.orphans]
+        if not running:
+            return []
+        if len(running) > 1:
+            raise InstanceError(f"say which instance to stop ({', '.join(running)}), or use --all")
+        names = running
+    views = []
+    for each in names:
+        if st.read_state(each) is None:
+            if name:
+                raise InstanceError(f"no instance {each!r}: `llamactl status` lists them")
+            continue
+        with st.instance_lock(each, timeout=DOWN_TIMEOUT + 10):
+            _down_one(each)
+        views.extend(status(each, probe=False))
+    return views
+
+
+def _down_one(name: str) -> None:
+    from llamactl.supervisor.process import is_alive
+
+    record = st.read_state(name)
+    daemon = record.daemon if record is not None else None
+    if st.daemon_alive(name) and daemon is not None and is_alive(daemon):
+        pid = daemon.pid
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DOWN_TIMEOUT
+        while st.daemon_alive(name) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.02)
+        if st.daemon_alive(name) and is_alive(daemon):
+            os.kill(pid, signal.SIGKILL)  # its llama-server follows by the parent-death signal
+            end = time.monotonic() + 5.0
+            while st.daemon_alive(name) and time.monotonic() < end:
+                _reap(pid)
+                time.sleep(0.02)
+        end = time.monotonic() + 5.0
+        while is_alive(daemon) and time.monotonic() < end:
+            _reap(pid)
+            time.sleep(0.01)
+    _cleanup_leftovers(name)
+
+
+def _cleanup_leftovers(name: str) -> None:
+    """With the daemon gone: kill any recorded llama-server tree still alive (identity verified),
+    and mark the state stopped (or keep failed)."""
+    from llamactl.supervisor.process import session_leftovers, stop_tree
+
+    if st.daemon_alive(name):
+        return
+    record = st.read_state(name)
+    if record is None:
+        return
+    if record.daemon is not None:
+        _reap(record.daemon.pid)
+    if record.server is not None:
+        extra = list(record.server_descendants)
+        extra += session_leftovers(record.server.pid, record.server.create_time)
+        stop_tree(record.server, extra=extra, grace=5.0)
+    elif record.server_descendants:
+        first, *rest = record.server_descendants
+        stop_tree(first, extra=rest, grace=5.0)
+    if record.state != st.FAILED:
+        record.state = st.STOPPED
+    record.server = None
+    record.server_descendants = []
+    record.server_port = None
+    record.phase = record.progress = None
+    st.write_state(record)
+
+
+def restart(name: str, **overrides: Any) -> InstanceView:
+    """down + up, keeping the options the instance was started with (slots are saved on the way
+    down and restored on the way up). Resets a failed instance."""
+    record = st.read_state(name)
+    options = _options_from_argv(record.daemon.argv if record and record.daemon else [])
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    if record is not None:
+        down(name)
+    return up(name, **options)
+
+
+def _options_from_argv(argv: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    casts = {"--port": ("port", int), "--ctx": ("ctx", int), "--hardware": ("hardware", Path)}
+    for i, arg in enumerate(argv[:-1]):
+        if arg in casts:
+            key, cast = casts[arg]
+            options[key] = cast(argv[i + 1])
+    return options
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def logs(
+    name: str, *, which: str = "server", lines: int = 50, follow: bool = False, poll: float = 0.2
+) -> Iterator[str]:
+    """The last `lines` lines of the server's (or the proxy's) log, then new lines if `follow`."""
+    path = log_paths(name)[which]
+    if not path.exists():
+        if st.read_state(name) is None:
+            raise InstanceError(f"no instance {name!r} has run yet: no log at {path}")
+        return
+    from llamactl.supervisor.readiness import log_tail
+
+    tail = log_tail(path, lines)
+    if tail:
+        yield from tail.split("\n")
+    if not follow:
+        return
+    offset = path.stat().st_size
+    partial = ""
+    while True:
+        size = path.stat().st_size
+        if size < offset:
+            offset = 0  # truncated/rotated
+        if size > offset:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            offset += len(chunk)
+            text = partial + chunk.decode("utf-8", errors="replace")
+            *complete, partial = text.split("\n")
+            yield from complete
+        else:
+            time.sleep(poll)

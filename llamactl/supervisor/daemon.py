@@ -1,0 +1,529 @@
+"""The detached supervisor of one profile: `python -m llamactl.supervisor.daemon PROFILE [...]`.
+
+It owns llama-server (spawned in its own session with a parent-death signal), serves the proxy in
+the same asyncio loop, and is the only writer of the instance's state file. It restarts a crashed
+server with exponential backoff, gives up after too many failures, unloads the server when idle and
+wakes it on the next request, and saves/restores the KV cache around planned stops.
+
+Signals only set a flag; the loop acts on them. SIGTERM/SIGINT = graceful shutdown (stop
+accepting, finish streams under a deadline, save slots, stop the server); SIGHUP is ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shlex
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamactl.errors import LlamactlError, PortInUse, StartupFailed
+from llamactl.supervisor import state as st
+from llamactl.supervisor.state import InstanceState, ProcessRecord
+from llamactl.supervisor.views import log_paths, rotate_log
+
+log = logging.getLogger("llamactl.supervisor.daemon")
+
+EXIT_ALREADY_RUNNING = 3
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Crash while ready: restart after backoff_s, doubling; max_failures in window_s: failed."""
+
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    max_failures: int = 5
+    window_s: float = 300.0
+    stop_grace_s: float = 10.0
+    drain_s: float = 5.0  # streams get this long to finish on shutdown before they are cancelled
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, failures - 1))
+
+
+class Supervisor:
+    def __init__(
+        self,
+        name: str,
+        *,
+        proxy_port: int | None = None,
+        ctx: int | None = None,
+        hardware_file: Path | None = None,
+        load_timeout: float | None = None,
+        policy: RestartPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self.proxy_port_override = proxy_port
+        self.ctx = ctx
+        self.hardware_file = hardware_file
+        self.load_timeout_override = load_timeout
+        self.policy = policy or RestartPolicy()
+        previous = st.read_state(name)
+        # With [proxy] port = "auto", keep the port of the previous run when it is free, so
+        # clients configured with it (Claude Code's ANTHROPIC_BASE_URL) keep working.
+        self._previous_proxy_port = previous.proxy_port if previous else None
+        self.record = InstanceState(profile=name, state=st.STARTING, started_at=time.time())
+        self.ready_event = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._popen: Any = None
+        # Fixed for the daemon's life: the proxy's upstream URL and key do not change on restarts.
+        self.server_port = 0
+        self.server_key = ""
+        self._failures: list[float] = []
+        self._launch: Any = None
+        self._gate: Any = None
+        self._proxy: Any = None
+        self._proxy_task: asyncio.Task | None = None
+        self._last_progress_write = 0.0
+
+    # -- what the gate sees -------------------------------------------------------------------
+    @property
+    def current_state(self) -> str:
+        return self.record.state
+
+    @property
+    def last_error(self) -> str | None:
+        return self.record.last_error
+
+    def request_wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- state --------------------------------------------------------------------------------
+    def _set(self, state: str | None = None, **changes: Any) -> None:
+        if state is not None:
+            if state != self.record.state:
+                log.info("state %s -> %s", self.record.state, state)
+            self.record.state = state
+        for key, value in changes.items():
+            setattr(self.record, key, value)
+        if self.record.state == st.READY:
+            self.ready_event.set()
+        else:
+            self.ready_event.clear()
+        st.write_state(self.record)
+
+    def _on_progress(self, phase: str | None, progress: float) -> None:
+        self.record.phase, self.record.progress = phase, progress
+        now = time.monotonic()
+        if now - self._last_progress_write > 0.1 or progress >= 0.95:
+            self._last_progress_write = now
+            st.write_state(self.record)
+
+    # -- the whole life -----------------------------------------------------------------------
+    async def run(self) -> int:
+        from llamactl.supervisor.process import set_child_subreaper
+
+        set_child_subreaper()
+        self.record.daemon = ProcessRecord.of(os.getpid(), sys.argv)
+        self._set(st.STARTING)
+        try:
+            self._prepare()
+            sock = self._bind_proxy_socket()
+            await self._start_proxy(sock)
+            await self._start_server_with_oom_retry()
+        except (LlamactlError, OSError) as exc:
+            await self._fail(str(exc))
+            return 1
+        await self._supervise()
+        return 0 if self.record.state == st.STOPPED else 1
+
+    def _prepare(self) -> None:
+        from llamactl.supervisor.launch import read_launch
+
+        try:
+            self._launch = read_launch(self.name)
+        except (OSError, ValueError, TypeError) as exc:
+            raise StartupFailed(
+                f"cannot read the launch plan for {self.name!r} ({exc}); start it with "
+                f"`llamactl up {self.name}`"
+            ) from exc
+        self._record_launch()
+        self.server_port = _free_port()
+        self.server_key = secrets.token_urlsafe(32)
+
+    def _record_launch(self) -> None:
+        launch = self._launch
+        self.record.model = launch.model
+        self.record.model_path = launch.model_path
+        self.record.ctx_size = launch.ctx_size
+        self.record.n_gpu_layers = launch.n_gpu_layers
+        self.record.parallel = launch.parallel
+        self.record.slot_ctx = launch.slot_ctx
+        self.record.memory = {"predicted_mib": launch.predicted_mib}
+        self.record.notes = list(launch.notes)
+
+    @property
+    def load_timeout(self) -> float:
+        return self.load_timeout_override or self._launch.load_timeout_s
+
+    def _bind_proxy_socket(self) -> socket.socket:
+        host = self._launch.proxy_host
+        port = self.proxy_port_override or self._launch.proxy_port or 0
+        # IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only for a TCP listener;
+        # without it Nagle + delayed ACK add ~40 ms to every proxy response.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        bound = False
+        if port == 0 and self._previous_proxy_port:
+            with contextlib.suppress(OSError):
+                sock.bind((host, self._previous_proxy_port))
+                bound = True
+        try:
+            if not bound:
+                sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            from llamactl.supervisor.process import port_owner
+
+            owner = port_owner(port)
+            who = f" by {owner}" if owner else ""
+            raise PortInUse(
+                f"proxy port {host}:{port} is already in use{who}; stop that process, "
+                f"set [proxy] port in the profile, or run `llamactl up {self.name} --port N` "
+                f"({exc.strerror})"
+            ) from exc
+        sock.listen(128)
+        sock.set_inheritable(False)
+        self.record.proxy_host = host
+        self.record.proxy_port = sock.getsockname()[1]
+        return sock
+
+    async def _start_proxy(self, sock: socket.socket) -> None:
+        from llamactl.supervisor.gate import SupervisorGate
+        from llamactl.supervisor.proxy_host import build_proxy, serve_proxy
+
+        self._gate = SupervisorGate(self, hold_timeout=self.load_timeout)
+        self._proxy = build_proxy(self, self._gate)
+        self._proxy_task = asyncio.create_task(serve_proxy(self._proxy, sock))
+
+    # -- llama-server -------------------------------------------------------------------------
+    @property
+    def server_log(self) -> Path:
+        return log_paths(self.name)["server"]
+
+    async def _start_server_with_oom_retry(self) -> None:
+        try:
+            await self._start_server()
+        except StartupFailed as exc:
+            from llamactl.supervisor.readiness import looks_like_oom
+
+            if not looks_like_oom(str(exc)):
+                raise
+            from llamactl.profiles import load_profile
+            from llamactl.supervisor.launch import prepare_launch, write_launch
+
+            note = (
+                "llama-server ran out of memory; re-planned with 1024 MiB more margin and retried"
+            )
+            log.warning(note)
+            self._launch = prepare_launch(
+                load_profile(self._launch.profile_source or self.name),
+                ctx=self.ctx,
+                hardware_file=self.hardware_file,
+                extra_margin_mib=1024,
+            )
+            write_launch(self._launch)
+            self._record_launch()
+            self.record.notes.append(note)
+            await self._start_server()
+
+    async def _start_server(self) -> None:
+        from llamactl.paths import write_private
+        from llamactl.supervisor.launch import slot_dir
+        from llamactl.supervisor.process import spawn
+        from llamactl.supervisor.readiness import LogWatcher, ReadyProbe, wait_until_ready
+
+        port = self.server_port
+        argv = self._launch.argv(port, slot_dir(self.name))
+        write_private(st.server_key_path(self.name), self.server_key + "\n")
+        env = dict(os.environ)
+        env.update(self._launch.server_env)
+        env["LLAMA_API_KEY"] = self.server_key
+        log_path = self.server_log
+        rotate_log(log_path)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log.info("starting llama-server: %s", shlex.join(argv))  # the key is in its environment
+        self._popen = spawn(argv, log_path=log_path, env=env)
+        self._set(
+            server=ProcessRecord.of(self._popen.pid, argv),
+            server_descendants=[],
+            server_port=port,
+            phase="starting",
+            progress=0.0,
+            ready_at=None,
+        )
+        watcher = LogWatcher(log_path, offset)
+        probe = ReadyProbe(
+            self._popen, f"http://127.0.0.1:{port}", self.server_key, self._launch.model_names()
+        )
+        try:
+            seconds = await self._until_stopped(
+                wait_until_ready(
+                    probe, watcher, stall_timeout=self.load_timeout, on_progress=self._on_progress
+                )
+            )
+        except BaseException:
+            await self._stop_server(save=False)
+            raise
+        if seconds is None:  # asked to stop while loading
+            return
+        await self._after_ready(watcher, seconds)
+
+    async def _after_ready(self, watcher: Any, seconds: float) -> None:
+        from llamactl.supervisor.process import descendants
+        from llamactl.supervisor.readiness import memory_report
+
+        restored = await self._slots("restore")
+        memory = dict(self.record.memory)
+        memory["actual_mib"] = memory_report(watcher.text_since_start())
+        memory.pop("restored_tokens", None)
+        if restored:
+            memory["restored_tokens"] = restored
+        self._set(
+            st.READY,
+            ready_at=time.time(),
+            load_seconds=round(seconds, 3),
+            phase=None,
+            progress=None,
+            memory=memory,
+        )
+        log.info("llama-server ready on port %s after %.2fs", self.record.server_port, seconds)
+        # After announcing ready (it scans the process table): what a forking wrapper started.
+        self._set(server_descendants=descendants(self._popen.pid))
+
+    async def _until_stopped(self, work: Any) -> Any:
+        """Run `work` unless a stop is requested first (then cancel it and return None)."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
+
+    async def _slots(self, action: str) -> int:
+        if self._popen is None or self._popen.poll() is not None or not self.record.server_port:
+            return 0
+        if not self._launch.supports_slot_save:
+            return 0
+        import httpx
+
+        from llamactl.supervisor.launch import slot_dir
+        from llamactl.supervisor.slots import restore_slots, save_slots, slot_file, state_tag
+
+        launch = self._launch
+        tag = state_tag(launch.model_path, launch.ctx_size, launch.parallel)
+        directory = slot_dir(self.name)
+        if action == "restore" and not any(
+            (directory / slot_file(tag, i)).is_file() for i in range(launch.parallel)
+        ):
+            return 0
+        headers = {"Authorization": f"Bearer {self.server_key}"}
+        base = f"http://127.0.0.1:{self.record.server_port}"
+        async with httpx.AsyncClient(base_url=base, headers=headers) as client:
+            run = save_slots if action == "save" else restore_slots
+            return await run(client, directory, tag, launch.parallel)
+
+    async def _stop_server(self, *, save: bool) -> None:
+        from llamactl.supervisor.process import stop_tree
+
+        if self._popen is None:
+            return
+        if save:
+            await self._slots("save")
+        record = self.record.server
+        popen = self._popen
+        extra = list(self.record.server_descendants)
+        if record is not None:
+            result = await asyncio.to_thread(
+                stop_tree, record, popen=popen, extra=extra, grace=self.policy.stop_grace_s
+            )
+            log.info("llama-server (pid %s) %s", record.pid, result)
+        self._popen = None
+
+    # -- supervision loop ---------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        from llamactl.supervisor.process import reap_zombie_children
+
+        tick = 0
+        while not self._stop.is_set():
+            await self._sleep(0.05)
+            tick += 1
+            if tick % 20 == 0:
+                reap_zombie_children()
+            state = self.record.state
+            if state == st.READY and self._popen is not None and self._popen.poll() is not None:
+                await self._crashed()
+            elif state == st.READY and self._idle_due():
+                await self._unload()
+            elif state == st.IDLE and self._wake.is_set():
+                self._wake.clear()
+                await self._restart("woken by a request", counts_as_failure=False)
+            if self.record.state == st.FAILED:
+                break
+        await self._shutdown()
+
+    def _idle_due(self) -> bool:
+        idle_s = self._launch.idle_unload_s
+        return bool(idle_s) and self._gate is not None and self._gate.idle_for() >= idle_s
+
+    async def _unload(self) -> None:
+        log.info("no requests for %ss: unloading llama-server", self._launch.idle_unload)
+        # IDLE first (no await since the idle check): a request arriving while the slots are
+        # saved waits in the gate and wakes the server again, instead of reaching a dying one.
+        self._wake.clear()
+        self._set(st.IDLE)
+        await self._stop_server(save=True)
+        self._set(server=None, server_descendants=[], server_port=None, ready_at=None)
+
+    async def _crashed(self) -> None:
+        from llamactl.supervisor.readiness import log_tail
+
+        code = self._popen.returncode
+        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        tail = log_tail(self.server_log, 20)
+        log.warning("llama-server %s", how)
+        await self._stop_server(save=False)  # reaps; kills anything it left behind
+        self._set(last_error=f"llama-server {how}", log_tail=tail)
+        await self._restart(f"llama-server {how}", counts_as_failure=True)
+
+    async def _restart(self, reason: str, *, counts_as_failure: bool) -> None:
+        while not self._stop.is_set():
+            if counts_as_failure:
+                now = time.monotonic()
+                self._failures = [t for t in self._failures if now - t < self.policy.window_s]
+                self._failures.append(now)
+                if len(self._failures) >= self.policy.max_failures:
+                    await self._fail(
+                        f"{reason}; gave up after {len(self._failures)} failures within "
+                        f"{self.policy.window_s:.0f}s. Run `llamactl up {self.name}` to try again."
+                    )
+                    return
+                delay = self.policy.delay(len(self._failures))
+                self._set(st.RESTARTING, restarts=self.record.restarts + 1, server=None)
+                log.info("restarting in %.1fs (%s)", delay, reason)
+                if await self._sleep(delay):
+                    return
+            else:
+                self._set(st.STARTING)
+            try:
+                await self._start_server()
+                return
+            except StartupFailed as exc:
+                reason = str(exc).split("\n", 1)[0]
+                self._set(last_error=reason, log_tail=str(exc))
+                counts_as_failure = True
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless a stop is requested; True if it was."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return self._stop.is_set()
+
+    # -- ending -------------------------------------------------------------------------------
+    async def _fail(self, message: str) -> None:
+        from llamactl.supervisor.readiness import log_tail
+
+        log.error("%s", message)
+        tail = self.record.log_tail if "\n" in message else log_tail(self.server_log, 20)
+        await self._stop_server(save=False)
+        self._set(st.FAILED, last_error=message, log_tail=tail, server=None, server_descendants=[])
+        await self._stop_proxy()
+
+    async def _shutdown(self) -> None:
+        if self.record.state == st.FAILED:
+            return
+        self._set(st.STOPPING)
+        await self._stop_proxy()  # stop accepting, let streams finish (bounded), then cancel
+        await self._stop_server(save=True)
+        self._set(st.STOPPED, server=None, server_descendants=[], server_port=None, ready_at=None)
+
+    async def _stop_proxy(self) -> None:
+        if self._proxy is None or self._proxy_task is None:
+            return
+        from llamactl.supervisor.proxy_host import stop_proxy
+
+        await stop_proxy(self._proxy, self._proxy_task, self.policy.drain_s)
+        self._proxy = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m llamactl.supervisor.daemon")
+    parser.add_argument("profile")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--ctx", type=int)
+    parser.add_argument("--hardware", type=Path)
+    parser.add_argument("--timeout", type=float, help="load stall timeout (s)")
+    # Test seams: restart policy.
+    parser.add_argument("--backoff", type=float, default=1.0)
+    parser.add_argument("--max-failures", type=int, default=5)
+    parser.add_argument("--failure-window", type=float, default=300.0)
+    parser.add_argument("--stop-grace", type=float, default=10.0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.chdir("/")  # hold no directory busy; every path it uses is absolute
+    lock_fd = st.acquire_daemon_lock(args.profile)
+    if lock_fd is None:
+        log.info("a supervisor for %s is already running", args.profile)
+        return EXIT_ALREADY_RUNNING
+    policy = RestartPolicy(
+        backoff_s=args.backoff,
+        max_failures=args.max_failures,
+        window_s=args.failure_window,
+        stop_grace_s=args.stop_grace,
+    )
+
+    async def _main() -> int:
+        supervisor = Supervisor(
+            args.profile,
+            proxy_port=args.port,
+            ctx=args.ctx,
+            hardware_file=args.hardware,
+            load_timeout=args.timeout,
+            policy=policy,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, supervisor.request_stop)
+        return await supervisor.run()
+
+    # lock_fd stays open until the process exits: the kernel releases the lock only then, so
+    # "lock free" means "supervisor gone" to every reader.
+    return asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""An instance's recorded state: one JSON file per profile, written atomically (0600) by its owner.
+
+The owner is the profile's supervisor daemon. It holds an exclusive `flock` on `<name>.daemon.lock`
+for its whole life, so "is the daemon alive?" is answered by trying that lock (the kernel drops it
+when the daemon dies, even by SIGKILL) rather than by a pid that may have been reused. Every process
+is recorded with its create time so a reused pid is never mistaken for ours.
+
+Kept to the standard library (plus paths.py) so `llamactl status` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from llamactl.paths import private_dir, resolve_paths
+
+# The states the daemon writes. "crashed" is never written: readers derive it when the daemon is
+# gone while the file says it was running.
+STARTING = "starting"
+READY = "ready"
+RESTARTING = "restarting"
+IDLE = "idle"
+STOPPING = "stopping"
+STOPPED = "stopped"
+FAILED = "failed"
+CRASHED = "crashed"
+
+RUNNING_STATES = frozenset({STARTING, READY, RESTARTING, IDLE, STOPPING})
+
+
+@dataclass
+class ProcessRecord:
+    """A process identified by pid AND create time (psutil's, seconds since the epoch)."""
+
+    pid: int
+    create_time: float
+    argv: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, pid: int, argv: list[str] | None = None) -> ProcessRecord:
+        import psutil
+
+        return cls(pid=pid, create_time=psutil.Process(pid).create_time(), argv=list(argv or []))
+
+
+@dataclass
+class InstanceState:
+    profile: str
+    state: str = STARTING
+    daemon: ProcessRecord | None = None
+    server: ProcessRecord | None = None
+    # Processes the server started (a forking wrapper's children), recorded so that cleanup after a
+    # supervisor crash can find them even if they left the process group.
+    server_descendants: list[ProcessRecord] = field(default_factory=list)
+    server_port: int | None = None
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int | None = None
+    model: str | None = None
+    model_path: str | None = None
+    ctx_size: int | None = None
+    n_gpu_layers: int | str | None = None
+    parallel: int | None = None
+    slot_ctx: int | None = None  # tokens one request may use (ctx / slots, or ctx if unified)
+    started_at: float | None = None  # when the daemon started (uptime of the instance)
+    ready_at: float | None = None  # when the current llama-server became ready
+    load_seconds: float | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    log_tail: str | None = None
+    phase: str | None = None  # load phase while starting ("load_tensors", "warming up", ...)
+    progress: float | None = None  # 0..1 while starting
+    memory: dict[str, Any] = field(default_factory=dict)  # {"predicted": {...}, "actual": {...}}
+    notes: list[str] = field(default_factory=list)  # things the user should know (OOM retry, ...)
+    updated_at: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceState:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("daemon", "server"):
+            if isinstance(values.get(key), dict):
+                values[key] = ProcessRecord(**values[key])
+        values["server_descendants"] = [
+            ProcessRecord(**d)
+            for d in values.get("server_descendants") or []
+            if isinstance(d, dict)
+        ]
+        return cls(**values)
+
+    @property
+    def proxy_url(self) -> str | None:
+        return f"http://{self.proxy_host}:{self.proxy_port}" if self.proxy_port else None
+
+    @property
+    def server_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.server_port}" if self.server_port else None
+
+
+def instances_dir() -> Path:
+    return private_dir(resolve_paths().instances)
+
+
+def state_path(name: str) -> Path:
+    return resolve_paths().instances / f"{name}.json"
+
+
+def read_state(name: str) -> InstanceState | None:
+    """The recorded state, or None when the profile has never been started (or the file is bad)."""
+    try:
+        data = json.loads(state_path(name).read_text())
+        return InstanceState.from_dict(data)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, TypeError):
+        return None
+
+
+def write_state(state: InstanceState) -> None:
+    """Atomic (temp file + rename, 0600) but not fsync'ed: readers never see a torn file, and
+    after a power loss a stale state is verified against the live processes anyway. The
+    fsync would sit between "llama-server is ready" and the CLI seeing it."""
+    state.updated_at = time.time()
+    path = state_path(state.profile)
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(state.to_json())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def known_instances() -> list[str]:
+    directory = resolve_paths().instances
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.stem
+        for p in directory.glob("*.json")
+        if not p.name.startswith(".") and not p.name.endswith(".launch.json")
+    )
+
+
+def _open_lock(path: Path) -> int:
+    private_dir(path.parent)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+@contextlib.contextmanager
+def instance_lock(name: str, timeout: float = 30.0) -> Iterator[None]:
+    """Exclusive lock for the CLI's check-then-act on an instance (up, down): bounded wait."""
+    fd = _open_lock(instances_dir() / f"{name}.lock")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    from llamactl.errors import InstanceError
+
+                    raise InstanceError(
+                        f"another llamactl command is working on instance {name!r} "
+                        f"(lock {instances_dir() / (name + '.lock')} held for {timeout:.0f}s); "
+                        "try again in a moment"
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def server_key_path(name: str) -> Path:
+    """The key llama-server was started with (0600), for the supervisor's own probes."""
+    return resolve_paths().state / "keys" / f"{name}.server-key"
+
+
+def daemon_lock_path(name: str) -> Path:
+    return resolve_paths().instances / f"{name}.daemon.lock"
+
+
+def acquire_daemon_lock(name: str, patience: float = 1.0) -> int | None:
+    """Called by the daemon: the fd holding the lock for the daemon's life, or None if another
+    daemon of this profile is alive. Retried briefly: a reader's probe holds it for microseconds."""
+    fd = _open_lock(daemon_lock_path(name))
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
+
+
+def daemon_alive(name: str) -> bool:
+    """True while some process holds the profile's daemon lock (i.e. its supervisor is alive)."""
+    path = daemon_lock_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -1,0 +1,119 @@
+"""Rendering `llamactl status`, kept free of Typer so the command can also run on a fast path.
+
+`fast_main(argv)` answers `status [PROFILE] [--json]` with only the supervisor's light modules,
+psutil and rich imported; an entry point may try it before building the Typer app (Typer and every
+command module cost several times a bare interpreter start). Anything else returns None.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llamactl.supervisor.views import InstanceView
+
+
+def fast_main(argv: list[str]) -> int | None:
+    """Handle `status [PROFILE] [--json]`; None when argv is anything else (let Typer parse it)."""
+    if not argv or argv[0] != "status":
+        return None
+    rest = argv[1:]
+    as_json = "--json" in rest
+    names = [a for a in rest if a != "--json"]
+    if len(names) > 1 or any(a.startswith("-") for a in names):
+        return None
+    from llamactl.supervisor.views import status
+
+    print_status(status(names[0] if names else None), as_json=as_json)
+    return 0
+
+
+def print_status(views: list[InstanceView], *, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps([v.to_json() for v in views], indent=2, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not views:
+        console.print("No instances. Start one with `llamactl up PROFILE`.")
+        return
+    from rich.table import Table
+
+    rows = [
+        (
+            v.profile,
+            v.state,
+            v.model or "-",
+            (v.proxy_url or "-").removeprefix("http://"),
+            _opt(v.ctx_size),
+            _opt(v.n_gpu_layers),
+            _slots(v),
+            _memory(v),
+            _duration(v.uptime_s),
+            str(v.restarts),
+        )
+        for v in views
+    ]
+    headers = ("PROFILE", "STATE", "MODEL", "PROXY", "CTX", "GPU", "SLOTS", "RSS", "UP", "RESTARTS")
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    for index, header in enumerate(headers):
+        if header == "MODEL":  # the one column that gives way on a narrow terminal
+            table.add_column(header, no_wrap=True, overflow="ellipsis", min_width=8)
+        else:
+            width = max(len(header), *(len(row[index]) for row in rows))
+            table.add_column(header, no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(row[0], _state_markup(row[1]), *row[2:])
+    console.print(table)
+    for v in views:
+        if v.last_error and v.state != "stopped":
+            console.print(
+                f"[bold]{v.profile}[/] last error: {v.last_error}", highlight=False, soft_wrap=True
+            )
+
+
+def _state_markup(state: str) -> str:
+    color = {
+        "ready": "green",
+        "idle": "cyan",
+        "starting": "yellow",
+        "restarting": "yellow",
+        "failed": "red",
+        "crashed": "red",
+    }.get(state)
+    return f"[{color}]{state}[/]" if color else state
+
+
+def _opt(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _slots(v: InstanceView) -> str:
+    if v.slots_total is None:
+        return f"?/{v.parallel}" if v.parallel and v.state == "ready" else "-"
+    return f"{'?' if v.slots_busy is None else v.slots_busy}/{v.slots_total}"
+
+
+def _memory(v: InstanceView) -> str:
+    parts = []
+    if v.rss_mb is not None:
+        parts.append(f"{v.rss_mb:.0f}M")
+    if v.vram_mib:
+        parts.append(f"+{v.vram_mib:.0f}M VRAM")
+    return " ".join(parts) or "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

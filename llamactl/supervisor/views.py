@@ -1,0 +1,181 @@
+"""What `status` shows: each recorded instance verified against the live processes.
+
+A recorded pid counts only if its create time matches; a supervisor counts as alive only while it
+holds its lock. Light imports (psutil and the standard library): `llamactl status` must be instant.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llamactl.paths import resolve_paths
+from llamactl.supervisor import state as st
+from llamactl.supervisor.state import InstanceState
+
+
+@dataclass
+class InstanceView:
+    """One instance as `status` shows it (and `up` returns): recorded facts, verified."""
+
+    profile: str
+    state: str
+    pid: int | None = None
+    server_pid: int | None = None
+    server_url: str | None = None
+    proxy_url: str | None = None
+    model: str | None = None
+    ctx_size: int | None = None
+    n_gpu_layers: int | str | None = None
+    parallel: int | None = None
+    slot_ctx: int | None = None  # tokens one request may use
+    slots_busy: int | None = None
+    slots_total: int | None = None
+    rss_mb: float | None = None
+    vram_mib: float | None = None
+    uptime_s: float | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    log_tail: str | None = None
+    phase: str | None = None
+    progress: float | None = None
+    load_seconds: float | None = None
+    orphans: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+    argv: list[str] | None = None  # only for dry runs
+    already_running: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["argv"] is None:
+            data.pop("argv")
+        return data
+
+
+def log_paths(name: str) -> dict[str, Path]:
+    logs = resolve_paths().logs
+    return {"server": logs / f"{name}.server.log", "proxy": logs / f"{name}.proxy.log"}
+
+
+def rotate_log(path: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
+    """Keep one previous generation of a log that has grown past `max_bytes`."""
+    try:
+        if path.stat().st_size > max_bytes:
+            os.replace(path, path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
+def status(name: str | None = None, *, probe: bool = True) -> list[InstanceView]:
+    """Every known instance (or just `name`), each verified against the live processes."""
+    names = [name] if name else st.known_instances()
+    views = []
+    for each in names:
+        record = st.read_state(each)
+        if record is not None:
+            views.append(view_of(record, probe=probe))
+    return views
+
+
+def view_of(record: InstanceState, *, probe: bool) -> InstanceView:
+    """The recorded state checked against reality (`probe`: also ask llama-server for /slots)."""
+    from llamactl.supervisor.process import live_process
+
+    alive = st.daemon_alive(record.profile)
+    daemon = live_process(record.daemon) if alive else None
+    server = live_process(record.server)
+    state = record.state
+    last_error = record.last_error
+    orphans: list[int] = []
+    if not alive and state in st.RUNNING_STATES:
+        state = st.CRASHED
+        last_error = "the supervisor died without stopping (killed?)"
+        if server is not None:
+            orphans.append(server.pid)
+    if not alive and state in (st.CRASHED, st.STOPPED, st.FAILED):
+        from llamactl.supervisor.process import session_leftovers
+
+        left = [r.pid for r in record.server_descendants if live_process(r)]
+        if record.server is not None:  # a wrapper's children stay in the server's session
+            left += [r.pid for r in session_leftovers(record.server.pid, record.server.create_time)]
+        orphans += [pid for pid in dict.fromkeys(left) if pid not in orphans]
+    if orphans:
+        last_error = (
+            f"{last_error + '; ' if last_error else ''}left-over llama-server process(es) "
+            f"{', '.join(map(str, orphans))} still running: run `llamactl down {record.profile}`"
+        )
+    view = InstanceView(
+        profile=record.profile,
+        state=state,
+        pid=record.daemon.pid if record.daemon and alive else None,
+        server_pid=server.pid if server is not None else None,
+        server_url=record.server_url if server is not None else None,
+        proxy_url=record.proxy_url if alive else None,
+        model=record.model,
+        ctx_size=record.ctx_size,
+        n_gpu_layers=record.n_gpu_layers,
+        parallel=record.parallel,
+        slot_ctx=record.slot_ctx,
+        uptime_s=round(time.time() - record.started_at, 1) if alive and record.started_at else None,
+        restarts=record.restarts,
+        last_error=last_error,
+        log_tail=record.log_tail if state in (st.FAILED, st.RESTARTING, st.CRASHED) else None,
+        phase=record.phase,
+        progress=record.progress,
+        load_seconds=record.load_seconds,
+        orphans=orphans,
+        notes=list(record.notes),
+        memory=dict(record.memory),
+    )
+    descendants = [live_process(r) for r in record.server_descendants] if server else []
+    view.rss_mb = _rss_mb([p for p in (daemon, server, *descendants) if p is not None])
+    actual = record.memory.get("actual_mib") or {}
+    vram = sum(v for k, v in actual.items() if not k.upper().startswith("CPU"))
+    view.vram_mib = round(vram, 1) if vram else None
+    if probe and state == st.READY and server is not None and record.server_port:
+        view.slots_busy, view.slots_total = _probe_slots(record)
+    return view
+
+
+def _rss_mb(processes: list[Any]) -> float | None:
+    """Summed RSS of the supervisor, llama-server and its recorded descendants (no process-table
+    scan: status must stay instant)."""
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_info().rss
+        except Exception:  # noqa: BLE001 - gone between the check and now
+            continue
+    return round(total / (1024 * 1024), 1) if total else None
+
+
+def _probe_slots(record: InstanceState) -> tuple[int | None, int | None]:
+    """GET /slots on llama-server within 0.3 s. A raw HTTP/1.0 exchange on a socket: http.client
+    would cost more to import than the whole probe takes."""
+    import json
+    import socket
+
+    try:
+        key = st.server_key_path(record.profile).read_text().strip()
+        request = (
+            f"GET /slots HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\r\n"
+        ).encode()
+        chunks = []
+        with socket.create_connection(("127.0.0.1", record.server_port), timeout=0.3) as sock:
+            sock.sendall(request)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        if head.split(b" ", 2)[1:2] != [b"200"]:
+            return None, record.parallel
+        slots = json.loads(body)
+    except (OSError, ValueError, IndexError):
+        return None, record.parallel
+    if not isinstance(slots, list):
+        return None, record.parallel
+    busy = sum(1 for s in slots if isinstance(s, dict) and s.get("is_processing"))
+    return busy, len(slots)

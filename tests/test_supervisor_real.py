@@ -1,0 +1,129 @@
+"""The supervisor with the real llama-server and the generated tiny model: the happy path, kill -9
+recovery, and the KV cache surviving a restart (slot save/restore)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from llamactl.cli import app
+from llamactl.supervisor import control
+from llamactl.supervisor import state as st
+from llamactl.supervisor.launch import server_key_path
+from tests.supervisor_helpers import (
+    FAST_POLICY,
+    alive,
+    kill_everything_under,
+    processes_under,
+    wait_for,
+    write_profile,
+)
+
+pytestmark = pytest.mark.server
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(isolated_env: Path) -> Iterator[None]:
+    yield
+    try:
+        control.down(all=True)
+    finally:
+        kill_everything_under(isolated_env)
+
+
+@pytest.fixture
+def real_profile(llama_server_bin: Path, tiny_model: Path) -> str:
+    write_profile("tiny-real", model=tiny_model, binary=llama_server_bin, ctx_size=4096)
+    return "tiny-real"
+
+
+def test_up_chat_status_down_with_real_server(real_profile: str, isolated_env: Path) -> None:
+    result = runner.invoke(app, ["up", real_profile, "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    assert "is ready in" in result.output and "GPU layers: 0" in result.output
+
+    [view] = control.status(real_profile)
+    assert view.state == "ready" and view.slots_total == 2 and view.slots_busy == 0
+    server = psutil.Process(view.server_pid)
+    assert "--api-key" not in server.cmdline() and server.environ().get("LLAMA_API_KEY")
+    # Load phases and buffer sizes came from llama-server's own log.
+    record = st.read_state(real_profile)
+    assert record.memory["actual_mib"].get("CPU", 0) > 0 and record.memory["predicted_mib"]
+
+    body = {
+        "model": "test-model",
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "Say hi"}],
+    }
+    reply = httpx.post(
+        f"{view.proxy_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer test-proxy-key"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["role"] == "assistant"
+
+    data = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert data[0]["state"] == "ready" and data[0]["n_gpu_layers"] == 0
+
+    assert runner.invoke(app, ["down", real_profile]).exit_code == 0
+    assert processes_under(isolated_env) == []
+    assert not alive(view.server_pid) and not alive(view.pid)
+
+
+def test_kill9_of_llama_server_is_recovered_within_2s(real_profile: str) -> None:
+    view = control.up(real_profile, timeout=60, policy_args=FAST_POLICY)
+    killed = time.monotonic()
+    os.kill(view.server_pid, signal.SIGKILL)
+    record = wait_for(
+        lambda: (
+            (r := st.read_state(real_profile)).state == "ready"
+            and r.server
+            and r.server.pid != view.server_pid
+            and r
+        ),
+        timeout=10,
+    )
+    recovered = time.monotonic() - killed
+    assert recovered < 2.5, f"recovered after {recovered:.2f}s"  # 1 s backoff + a tiny load
+    assert record.restarts == 1 and "signal 9" in record.last_error
+    [after] = control.status(real_profile)
+    assert after.state == "ready" and after.pid == view.pid  # same supervisor, same proxy
+
+
+def _chat_direct(name: str, messages: list[dict]) -> dict:
+    record = st.read_state(name)
+    key = server_key_path(name).read_text().strip()
+    response = httpx.post(
+        f"{record.server_url}/v1/chat/completions",
+        json={"messages": messages, "max_tokens": 1, "cache_prompt": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_kv_cache_survives_a_restart(real_profile: str, isolated_env: Path) -> None:
+    control.up(real_profile, timeout=60)
+    prefix = " ".join(f"word{i % 89}" for i in range(600))
+    messages = [{"role": "system", "content": prefix}, {"role": "user", "content": "Go."}]
+    first = _chat_direct(real_profile, messages)
+    assert first["timings"]["prompt_n"] > 300  # evaluated from scratch
+    view = control.restart(real_profile)
+    assert view.memory.get("restored_tokens", 0) > 300
+    turn = [*messages, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "More."}]
+    second = _chat_direct(real_profile, turn)
+    total = second["usage"]["prompt_tokens"]
+    assert second["timings"]["prompt_n"] <= 0.05 * total, second["timings"]
