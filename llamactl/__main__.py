@@ -1,0 +1,3 @@
+from llamactl.entry import main
+
+main()
