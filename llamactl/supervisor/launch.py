@@ -207,11 +207,15 @@ def _plan(profile: Any, model_path: Path | None, hardware_file: Path | None, ser
     from llamactl.hardware import detect, load_hardware
 
     hardware = load_hardware(hardware_file) if hardware_file else detect()
-    model_info = None
     if model_path is not None:
         from llamactl.gguf_info import read_model_info
 
         model_info = read_model_info(model_path)
+    else:
+        # An `hf` model not downloaded yet: plan from its known shape when we have one.
+        from llamactl.plan_inputs import model_info_for_profile
+
+        model_info = model_info_for_profile(profile)
     caps = getattr(server, "caps", None)
     return plan_launch(profile, model_info, hardware, server_caps=caps)
 
