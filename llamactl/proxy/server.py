@@ -1,0 +1,213 @@
+"""Serving the proxy app with uvicorn: in the foreground (`llamactl proxy`), inside the supervisor's
+asyncio loop (`ProxyServer.start()`), or in a background thread (tests, benchmarks).
+
+The socket is bound before uvicorn starts, so port 0 works and the bound port is known at once.
+Inside another program's loop uvicorn must not install its own signal handlers: the owner of the
+loop decides when to stop (`await server.stop()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from llamactl.errors import PortInUse
+from llamactl.proxy.config import ProxyConfig
+from llamactl.proxy.gate import UpstreamGate
+
+log = logging.getLogger("llamactl.proxy.server")
+
+START_TIMEOUT_S = 15.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers (the embedding program owns SIGINT/SIGTERM)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; PortInUse names the port when it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says TCP; without it Nagle + delayed ACK add ~40 ms to every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"the proxy cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port"
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class ProxyServer:
+    """One proxy listening on `config.host:config.port` (0: a free port)."""
+
+    def __init__(
+        self, config: ProxyConfig, gate: UpstreamGate | None = None, *, app: Any = None
+    ) -> None:
+        from llamactl.proxy.app import create_app
+
+        self.config = config
+        self.app = app if app is not None else create_app(config, gate)
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}"
+
+    def _uvicorn_config(self) -> uvicorn.Config:
+        return uvicorn.Config(
+            self.app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=75,
+        )
+
+    async def start(self, *, embedded: bool = True) -> int:
+        """Start serving in the running loop; returns the bound port once requests are accepted."""
+        self._socket = bind_socket(self.config.host, self.config.port)
+        self.port = self._socket.getsockname()[1]
+        server_class = _EmbeddedServer if embedded else uvicorn.Server
+        self._server = server_class(self._uvicorn_config())
+        self._task = asyncio.ensure_future(self._server.serve(sockets=[self._socket]))
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError("the proxy server stopped during start-up")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the proxy did not start within {START_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.01)
+        log.info("proxy listening on %s -> %s", self.url, self.config.upstream_url)
+        return self.port
+
+    async def wait(self) -> None:
+        """Until the server stops (by stop(), or by a signal in the foreground)."""
+        if self._task is not None:
+            await self._task
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let streams finish or cancel them, close the upstream client."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        finally:
+            if self._socket is not None:
+                self._socket.close()
+            self._server = None
+
+
+async def run_in_loop(config: ProxyConfig, gate: UpstreamGate | None = None) -> ProxyServer:
+    """Start a proxy in the caller's running loop (the supervisor's); stop it with `stop()`."""
+    server = ProxyServer(config, gate)
+    await server.start(embedded=True)
+    return server
+
+
+def serve(config: ProxyConfig, gate: UpstreamGate | None = None, on_ready: Any = None) -> None:
+    """Run the proxy in the foreground until Ctrl-C / SIGTERM (uvicorn's own handlers stop it)."""
+
+    async def main() -> None:
+        server = ProxyServer(config, gate)
+        await server.start(embedded=False)
+        if on_ready is not None:
+            on_ready(server)
+        await server.wait()
+
+    asyncio.run(main())
+
+
+class ThreadedProxy:
+    """A proxy in a background thread with its own loop (tests and benchmarks).
+
+    with ThreadedProxy(config) as proxy:
+        httpx.get(proxy.url + "/health")
+    """
+
+    def __init__(
+        self, config: ProxyConfig, gate: UpstreamGate | None = None, *, app: Any = None
+    ) -> None:
+        self.config = config
+        self.gate = gate
+        self.app = app
+        self.server: ProxyServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def state(self) -> Any:
+        """The app's ProxyState (records, tool-args store, upstream info)."""
+        assert self.server is not None
+        return self.server.app.state.proxy
+
+    def __enter__(self) -> ThreadedProxy:
+        self._thread = threading.Thread(target=self._run, name="llamactl-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S + 5):
+            raise RuntimeError("the proxy thread did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self.server = ProxyServer(self.config, self.gate, app=self.app)
+            self._loop.run_until_complete(self.server.start(embedded=True))
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            self._loop.close()
+            return
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    def __exit__(self, *exc: object) -> None:
+        loop, server, thread = self._loop, self.server, self._thread
+        if loop is None or server is None or thread is None or not thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(server.stop(), loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
