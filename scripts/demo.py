@@ -56,8 +56,16 @@ def main() -> int:
 
     print("$ llamactl status", flush=True)
     subprocess.run(["llamactl", "status"])
-    print(f"\nNext: `llamactl claude {PROFILE} -- -p hello`, `eval \"$(llamactl env {PROFILE})\"`, "
-          f"`llamactl down {PROFILE}`.")
+    prompt = "Say hello in one short sentence."
+    print(f"\n$ llamactl claude {PROFILE} -- -p {prompt!r}   (the real Claude Code CLI)", flush=True)
+    claude = subprocess.run(["llamactl", "claude", PROFILE, "--", "-p", prompt])
+    if claude.returncode == 127:
+        print("(Claude Code is not installed: `npm install -g @anthropic-ai/claude-code`, "
+              "or scripts/install-claude.sh; the rest of the demo worked)")
+    elif claude.returncode != 0:
+        return claude.returncode
+    print(f"\nNext: `eval \"$(llamactl env {PROFILE})\"` for your own claude, "
+          f"`llamactl logs {PROFILE}`, `llamactl down {PROFILE}`.")
     return 0
 
 
