@@ -68,8 +68,9 @@ def check_server() -> list[Check]:
     try:
         path, source = locate_server()
     except LlamactlError as exc:
-        message = str(exc)
-        return [Check("llama-server", "fail", message.split("\n", 1)[0],
+        # Keep the list of places looked at; the message's own "Fix:" line is the fix below.
+        looked = str(exc).split("\nFix:", 1)[0]
+        return [Check("llama-server", "fail", looked,
                       "llamactl install-server (or set LLAMACTL_SERVER_BIN)")]
     found = Check("llama-server", "ok", f"{path} (from {source})")
     try:

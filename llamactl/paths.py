@@ -69,8 +69,12 @@ def resolve_paths(env: dict[str, str] | None = None) -> Paths:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) and make sure it is 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create `path` and any missing parents 0700 (as XDG asks), and make sure `path` is 0700.
+    Parents that already exist keep their mode."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        # mkdir(parents=True) would create the parents with the umask's mode (usually 0755).
+        directory.mkdir(mode=0o700, exist_ok=True)
     if (path.stat().st_mode & 0o777) != 0o700:
         path.chmod(0o700)
     return path

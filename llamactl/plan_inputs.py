@@ -48,7 +48,11 @@ def server_capabilities(profile: Profile) -> tuple[frozenset[str] | None, str | 
     try:
         server = find_server(profile)
     except ServerBinaryError as exc:
-        return None, f"llama-server not found ({exc}); planned for a current llama.cpp build"
+        problem = str(exc).split("\n", 1)[0].removesuffix(" Looked at:").rstrip(".")
+        return None, (
+            f"{problem}; planned for a current llama.cpp build "
+            "(`llamactl doctor` says where it looked and how to fix it)"
+        )
     return frozenset(server.caps) | frozenset(server.flags), None
 
 

@@ -28,9 +28,9 @@ from pydantic import (
 # Flags llamactl sets itself; a profile that passes them in extra_args would silently override
 # them (llama-server is last-flag-wins), so they are refused with the key to use instead.
 MANAGED_FLAGS: dict[str, str] = {
-    "--host": "llamactl always binds llama-server to 127.0.0.1; clients reach it via [proxy]",
-    "--port": "set [proxy] port; llama-server's own port is picked by llamactl",
-    "--api-key": "set [proxy] api_key; llama-server gets a private key through its environment",
+    "--host": "llamactl always binds llama-server to 127.0.0.1 (clients reach it via [proxy])",
+    "--port": "set [proxy] port (llama-server's own port is picked by llamactl)",
+    "--api-key": "set [proxy] api_key (llama-server gets a private key through its environment)",
     "--api-key-file": "set [proxy] api_key",
     "--api-prefix": "llamactl's proxy expects llama-server's endpoints at the root",
     "--ssl-cert-file": "llama-server stays plain HTTP on loopback behind llamactl's proxy",
@@ -44,7 +44,7 @@ MANAGED_FLAGS: dict[str, str] = {
     "--hf-repo": "set `hf`",
     "-hff": 'set `hf` = "owner/repo:QUANT"',
     "--hf-file": 'set `hf` = "owner/repo:QUANT"',
-    "--rpc": "RPC offload is not managed by llamactl (it exposes an unauthenticated backend)",
+    "--rpc": "llamactl does not use RPC offload (it exposes an unauthenticated backend)",
     "--slot-save-path": "llamactl manages slot saving in its own private directory",
     "-c": "set [server] ctx_size",
     "--ctx-size": "set [server] ctx_size",
@@ -193,11 +193,15 @@ class ServerSettings(_Strict):
     @field_validator("extra_args")
     @classmethod
     def _no_managed_flags(cls, args: list[str]) -> list[str]:
+        problems = []
         for arg in args:
             words = arg.split("=", 1)[0].split()
             flag = words[0] if words else ""
             if flag in MANAGED_FLAGS:
-                raise ValueError(f"{flag} is managed by llamactl: {MANAGED_FLAGS[flag]}")
+                problems.append(f"{flag} is managed by llamactl: {MANAGED_FLAGS[flag]}")
+        if problems:
+            # All of them at once, so that fixing the file takes one round, not one per flag.
+            raise ValueError("; ".join(dict.fromkeys(problems)))
         return args
 
     @field_validator("env")

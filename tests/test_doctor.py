@@ -63,6 +63,7 @@ def test_missing_server_fails_with_the_fix(app, bare_path) -> None:
     assert data["ok"] is False
     server = next(c for c in data["checks"] if c["name"] == "llama-server")
     assert server["status"] == "fail" and "install-server" in server["fix"]
+    assert "LLAMACTL_SERVER_BIN: not set" in server["detail"]  # where it looked
     claude = next(c for c in data["checks"] if c["name"] == "claude")
     assert claude["status"] == "warn"
     assert "npm install -g @anthropic-ai/claude-code" in claude["fix"]

@@ -138,6 +138,10 @@ def test_inspect_profile_name(
     result = runner.invoke(app, ["inspect", "remote"])
     assert isinstance(result.exception, ModelFileError)
     assert "not downloaded" in str(result.exception) and "remote" in str(result.exception)
+    # A profile file path works as it does for `plan` and `up`.
+    result = runner.invoke(app, ["inspect", str(profiles / "mine.toml"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["path"] == str(model_file)
 
 
 def test_inspect_generated_tiny_model(tiny_model: Path) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from llamactl.errors import ConfigError
 from llamactl.modelgen import (
     MODEL_NAMES,
     UnknownModelName,
@@ -182,7 +183,7 @@ def test_q8_0_weights(tmp_path: Path) -> None:
 
 
 def test_size_out_of_range_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="between 0 and"):
+    with pytest.raises(ConfigError, match="more than 0 MB and at most"):
         generate_model("tiny", tmp_path, size_mb=0)
 
 
@@ -266,6 +267,20 @@ def test_cli_unknown_name_is_a_clean_error(tmp_path: Path) -> None:
     assert isinstance(result.exception, UnknownModelName)
     assert "tiny-strict" in str(result.exception)
 
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--size", "0"), ("--size", "99999"), ("--weights", "q4")]
+)
+def test_cli_bad_size_or_weights_is_a_usage_error(tmp_path: Path, option: str, value: str) -> None:
+    """Bad user input exits 2 like every other usage mistake, not 1 (a runtime failure)."""
+    from llamactl.cli import app
+
+    args = ["generate-model", "tiny", option, value, "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exception is not None
+    assert getattr(result.exception, "exit_code", None) == 2, result.exception
+    assert not list(tmp_path.iterdir())
 
 # --- the real llama-server ---------------------------------------------------------------------
 

@@ -113,3 +113,24 @@ def test_plan_ctx_option_overrides_the_profile() -> None:
     plan = json.loads(result.output)
     assert plan["ctx_size"] == 3000
     assert plan["args"][plan["args"].index("-c") + 1] == "3000"
+
+
+def test_plan_reasons_wrap_with_a_hanging_indent_at_80_columns(monkeypatch) -> None:
+    """A wrapped reason continues indented under its bullet, and every reason reads in full."""
+    monkeypatch.setenv("COLUMNS", "80")  # rich reads it on every print
+    profile = PROFILES_DIR / "qwen-coder.toml"
+    machine = str(SNAPSHOTS / "laptop-rtx4060.json")
+    reasons = json.loads(invoke("plan", str(profile), "--hardware", machine, "--json").output)[
+        "reasons"
+    ]
+    result = invoke("plan", str(profile), "--hardware", machine)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("- "))
+    notes = lines[first:]
+    assert any(line.startswith("  ") for line in notes)  # something did wrap at 80 columns
+    for line in notes:
+        assert line.startswith(("- ", "  ", "warning:")), line
+    flat = " ".join(line.strip() for line in notes)
+    for reason in reasons:
+        assert " ".join(reason.split()) in flat

@@ -213,6 +213,17 @@ def test_managed_flag_in_extra_args_names_the_key(workdir: Path, arg: str, key: 
     assert key in problem
 
 
+def test_every_managed_flag_in_extra_args_is_named_at_once(workdir: Path) -> None:
+    path = write(
+        workdir / "profiles" / "t.toml",
+        'hf = "a/b"\n[server]\nextra_args = ["--port", "9", "--api-key=k", "-m", "x.gguf"]\n',
+    )
+    (problem,) = problems_of(path)
+    expected = (("--port", "[proxy] port"), ("--api-key", "[proxy] api_key"), ("-m", "`model`"))
+    for flag, key in expected:
+        assert f"{flag} is managed by llamactl" in problem and key in problem
+
+
 def test_every_managed_flag_is_refused() -> None:
     for flag in MANAGED_FLAGS:
         with pytest.raises(ValueError, match="managed by llamactl"):

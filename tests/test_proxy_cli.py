@@ -88,3 +88,32 @@ def test_foreground_proxy_serves_and_stops_on_ctrl_c() -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=5)
+
+
+def test_generated_key_export_line_is_one_line_at_80_columns() -> None:
+    """The export line is meant for copy-paste: rich must not wrap it at the terminal width."""
+    with ScriptedUpstream() as upstream:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "80"}
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from llamactl.cli import main; main()",
+             "proxy", "--upstream", upstream.base_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        try:
+            lines = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and process.stdout:
+                line = process.stdout.readline()
+                if not line or line.startswith("Press Ctrl-C"):
+                    break
+                lines.append(line)
+            exports = [line for line in lines if "export ANTHROPIC_BASE_URL=" in line]
+            assert len(exports) == 1, lines
+            assert "ANTHROPIC_AUTH_TOKEN=sk-llamactl-" in exports[0], lines
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)

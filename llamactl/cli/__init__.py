@@ -73,12 +73,21 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+        # A usage error (unknown option, extra argument): click's ClickException, or the copy
+        # Typer >= 0.20 vendors as typer._click, which click's class does not match.
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    import click
+
+    if isinstance(exc, click.exceptions.ClickException):
+        return True
+    vendored = sys.modules.get("typer._click.exceptions")
+    return vendored is not None and isinstance(exc, vendored.ClickException)

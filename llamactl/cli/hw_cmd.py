@@ -104,6 +104,7 @@ def plan_command(
 
 
 def render_plan(name: str, plan: LaunchPlan, hardware: Hardware) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console.print(f"[bold]Plan for {name}[/] on {hardware.label or 'this machine'}")
@@ -124,8 +125,22 @@ def render_plan(name: str, plan: LaunchPlan, hardware: Hardware) -> None:
         console.print(table)
         if hardware.unified_memory and len(plan.devices) > 1:
             console.print("[dim]unified memory: the CPU and GPU totals share one RAM budget[/]")
-    console.print("[bold]llama-server[/] " + shlex.join(plan.args), soft_wrap=True)
-    for reason in plan.reasons:
-        console.print(f"- {reason}")
-    for warning in plan.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}")
+    console.print("[bold]llama-server[/] " + escape(shlex.join(plan.args)), soft_wrap=True)
+    _print_hanging("-", plan.reasons)
+    _print_hanging("[bold yellow]warning:[/]", plan.warnings)
+
+
+def _print_hanging(marker: str, items: list[str]) -> None:
+    """One item per row, wrapped lines indented under the text (a grid gives the hanging indent);
+    the items are escaped because they quote profile keys like [fit]."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not items:
+        return
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for item in items:
+        grid.add_row(marker, escape(item))
+    console.print(grid)

@@ -38,11 +38,13 @@ def inspect_model(
 
 
 def resolve_model_argument(model: str) -> Path:
-    """A path as given, or the model file of the profile of that name."""
+    """A path as given, or the model file of the profile of that name (or .toml file, as `plan`
+    and `up` accept)."""
     from llamactl.errors import ModelFileError
 
     candidate = Path(model).expanduser()
-    if candidate.suffix == ".gguf" or candidate.exists() or "/" in model:
+    is_profile_file = candidate.suffix == ".toml"
+    if not is_profile_file and (candidate.suffix == ".gguf" or candidate.exists() or "/" in model):
         return candidate
     from llamactl.profiles import load_profile, resolve_model_path
 
@@ -75,12 +77,13 @@ def inspect_data(info: ModelInfo) -> dict[str, Any]:
 
 def render(info: ModelInfo) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
     for label, value in summary_rows(info):
-        summary.add_row(label, value)
+        summary.add_row(label, Text(value))  # Text: a path's "[...]" is not markup
     console.print(summary)
     console.print()
     console.print(layer_table(info))

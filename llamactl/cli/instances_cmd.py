@@ -24,9 +24,10 @@ def register(app: typer.Typer) -> None:
 
 def up(
     profile: str = typer.Argument(..., help="Profile name (or path to a profile .toml)."),
-    port: int | None = typer.Option(None, "--port", help="Proxy port (overrides [proxy] port)."),
+    # Help is rich markup: "\\[" keeps "[proxy]" from being read as a style tag.
+    port: int | None = typer.Option(None, "--port", help="Proxy port (overrides \\[proxy] port)."),
     ctx: int | None = typer.Option(
-        None, "--ctx", help="Context size (overrides [server] ctx_size)."
+        None, "--ctx", help="Context size (overrides \\[server] ctx_size)."
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the llama-server command; start nothing."
@@ -48,7 +49,8 @@ def up(
         if as_json:
             print_json(view.to_json())
             return
-        console.print(shlex.join(view.argv or []), highlight=False, soft_wrap=True)
+        # markup=False here and below: paths, notes and errors may hold "[...]".
+        console.print(shlex.join(view.argv or []), highlight=False, soft_wrap=True, markup=False)
         console.print(
             f"# proxy: {view.proxy_url or 'auto (a free port at start)'}   "
             "llama-server: 127.0.0.1:<free internal port>   "
@@ -57,7 +59,7 @@ def up(
             soft_wrap=True,
         )
         for note in view.notes:
-            console.print(f"# note: {note}", highlight=False, soft_wrap=True)
+            console.print(f"# note: {note}", highlight=False, soft_wrap=True, markup=False)
         return
     with _Progress(enabled=not as_json and not no_wait) as progress:
         view = control.up(
@@ -73,6 +75,23 @@ def up(
         print_json(view.to_json())
         return
     _print_up(view, waited=not no_wait)
+    if view.already_running:
+        _warn_unapplied(view, port=port, ctx=ctx)
+
+
+def _warn_unapplied(view: InstanceView, *, port: int | None, ctx: int | None) -> None:
+    """A running instance keeps its settings; say so when `up` was asked for different ones."""
+    asked = []
+    if ctx is not None and ctx != view.ctx_size:
+        asked.append(f"--ctx {ctx} (running with {view.ctx_size})")
+    if port is not None and not (view.proxy_url or "").endswith(f":{port}"):
+        asked.append(f"--port {port} (running on {view.proxy_url})")
+    if asked:
+        err_console.print(
+            f"warning: not applied to the running instance: {', '.join(asked)}; "
+            f"`llamactl down {view.profile}` first, then `llamactl up` again",
+            highlight=False, soft_wrap=True, markup=False,
+        )
 
 
 def _print_up(view: InstanceView, *, waited: bool) -> None:
@@ -94,7 +113,7 @@ def _print_up(view: InstanceView, *, waited: bool) -> None:
         highlight=False,
     )
     for note in view.notes:
-        console.print(f"  note:   {note}", highlight=False, soft_wrap=True)
+        console.print(f"  note:   {note}", highlight=False, soft_wrap=True, markup=False)
 
 
 class _Progress:
@@ -155,7 +174,9 @@ def down(
         console.print("Nothing to stop.")
     for view in views:
         extra = f" ({view.last_error})" if view.last_error and view.state != "stopped" else ""
-        console.print(f"{view.profile}: {view.state}{extra}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{view.profile}: {view.state}{extra}", highlight=False, soft_wrap=True, markup=False
+        )
 
 
 def restart(

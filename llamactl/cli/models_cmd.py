@@ -53,4 +53,4 @@ def generate_model_command(
             }
         )
     else:
-        console.print(str(path), soft_wrap=True)
+        console.print(str(path), soft_wrap=True, markup=False)

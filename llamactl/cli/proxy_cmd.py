@@ -62,7 +62,7 @@ def proxy_command(
     """Serve Anthropic's Messages API (and OpenAI's) in front of an OpenAI-compatible server."""
     from llamactl.errors import ConfigError
     from llamactl.proxy.config import ProxyConfig
-    from llamactl.proxy.server import serve
+    from llamactl.proxy.server import ProxyServer, serve
 
     if api_key and no_auth:
         raise ConfigError("--api-key and --no-auth contradict each other; choose one")
@@ -91,13 +91,18 @@ def proxy_command(
     if host not in LOOPBACK:
         err_console.print(f"[yellow]warning:[/] listening on {host}: reachable from other machines")
 
-    def on_ready(server) -> None:
-        console.print(f"llamactl proxy on [bold]{server.url}[/] → {config.upstream_url} ({mode})")
+    def on_ready(server: ProxyServer) -> None:
+        # soft_wrap: the URL, key and export line must survive copy-paste from a narrow terminal.
+        console.print(
+            f"llamactl proxy on [bold]{server.url}[/] → {config.upstream_url} ({mode})",
+            soft_wrap=True,
+        )
         if generated:
-            console.print(f"API key (generated for this run): {key}")
+            console.print(f"API key (generated for this run): {key}", soft_wrap=True)
         console.print(
             f"  export ANTHROPIC_BASE_URL={server.url}"
-            + (f" ANTHROPIC_AUTH_TOKEN={key}" if generated else "")
+            + (f" ANTHROPIC_AUTH_TOKEN={key}" if generated else ""),
+            soft_wrap=True,
         )
         console.print("Press Ctrl-C to stop.")
 

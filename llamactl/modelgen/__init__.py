@@ -19,7 +19,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from llamactl.errors import LlamactlError
+from llamactl.errors import ConfigError, LlamactlError
 from llamactl.modelgen.catalog import MODEL_NAMES, SPECS, chat_template
 from llamactl.modelgen.shapes import scaled_shape
 from llamactl.modelgen.vocab import load_vocab
@@ -75,11 +75,11 @@ def generate_model(
         known = ", ".join(MODEL_NAMES)
         raise UnknownModelName(f"unknown generated model {name!r}; known models: {known}")
     if size_mb is not None and not 0 < size_mb <= MAX_SIZE_MB:
-        raise LlamactlError(
-            f"model size must be between 0 and {MAX_SIZE_MB:g} MB, got {size_mb:g}"
+        raise ConfigError(
+            f"model size must be more than 0 MB and at most {MAX_SIZE_MB:g} MB, got {size_mb:g}"
         )
     if weights not in WEIGHT_TYPES:
-        raise LlamactlError(
+        raise ConfigError(
             f"unknown weight type {weights!r}; choose one of: {', '.join(WEIGHT_TYPES)}"
         )
     dest_dir = Path(dest_dir)
