@@ -194,10 +194,13 @@ def stop_tree(
         _reap_popen(popen)
         return "gone"
     log.info("stopping pid %s (+%d more): SIGTERM", leader.pid, len(targets) - 1)
+    # Members of the group get the group signal only: llama-server treats a second SIGTERM as
+    # "terminate immediately" and aborts, losing its clean shutdown (and writing a crash trace).
+    strays = [r for r in targets if not _in_group(r, pgid)]
     for sig in (signal.SIGTERM, signal.SIGCONT):
         if pgid:
             _signal_group(pgid, sig)
-        for record in targets:
+        for record in strays:
             _signal(record.pid, sig)
     if _wait_gone(targets, pgid, popen, grace):
         return "terminated"
@@ -209,6 +212,15 @@ def stop_tree(
             _signal(record.pid, signal.SIGKILL)
     _wait_gone(targets, pgid, popen, kill_wait)
     return "killed"
+
+
+def _in_group(record: ProcessRecord, pgid: int | None) -> bool:
+    if pgid is None:
+        return False
+    try:
+        return os.getpgid(record.pid) == pgid
+    except OSError:
+        return False
 
 
 def _is_our_group(leader: ProcessRecord) -> bool:
