@@ -172,8 +172,24 @@ def _wait_daemon_gone(name: str, record: InstanceState, timeout: float) -> None:
         time.sleep(0.01)
 
 
+def _recent_log(path: Path, max_bytes: int = 64 * 1024) -> str:
+    """The end of a log file (the cause of a failure is often above the last few lines)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - max_bytes))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _failure_message(record: InstanceState) -> str:
+    from llamactl.supervisor.diagnose import explain_failure
+
     message = record.last_error or "llama-server failed to start"
+    server_log = _recent_log(log_paths(record.profile)["server"])
+    cause = explain_failure(server_log or record.log_tail or "")
+    if cause and cause not in message:
+        message += f"\n{cause}"
     if record.log_tail and record.log_tail not in message:
         message += f"\nLast lines of {log_paths(record.profile)['server']}:\n{record.log_tail}"
     return message
