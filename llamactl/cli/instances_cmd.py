@@ -202,7 +202,9 @@ def status(
     from llamactl.supervisor import control
     from llamactl.supervisor.status_view import print_status
 
-    print_status(control.status(profile), as_json=as_json)
+    code = print_status(control.status(profile), as_json=as_json, name=profile)
+    if code:
+        raise typer.Exit(code)
 
 
 def logs(

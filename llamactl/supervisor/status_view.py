@@ -25,23 +25,28 @@ def fast_main(argv: list[str]) -> int | None:
         return None
     from llamactl.supervisor.views import status
 
-    print_status(status(names[0] if names else None), as_json=as_json)
-    return 0
+    name = names[0] if names else None
+    return print_status(status(name), as_json=as_json, name=name)
 
 
-def print_status(views: list[InstanceView], *, as_json: bool) -> None:
+def print_status(views: list[InstanceView], *, as_json: bool, name: str | None = None) -> int:
+    """Print the table (or JSON); the exit code is 1 when a named profile has no instance."""
+    code = 1 if name and not views else 0
     if as_json:
         import json
 
         sys.stdout.write(json.dumps([v.to_json() for v in views], indent=2, default=str) + "\n")
         sys.stdout.flush()
-        return
+        return code
     from rich.console import Console
 
     console = Console(highlight=False)
     if not views:
-        console.print("No instances. Start one with `llamactl up PROFILE`.")
-        return
+        if name:
+            console.print(f"No instance of {name!r} here. Start it with `llamactl up {name}`.")
+        else:
+            console.print("No instances. Start one with `llamactl up PROFILE`.")
+        return code
     from rich.table import Table
 
     rows = [
@@ -75,6 +80,7 @@ def print_status(views: list[InstanceView], *, as_json: bool) -> None:
             console.print(
                 f"[bold]{v.profile}[/] last error: {v.last_error}", highlight=False, soft_wrap=True
             )
+    return code
 
 
 def _state_markup(state: str) -> str:
