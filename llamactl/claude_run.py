@@ -162,7 +162,7 @@ def environment_for(
         notes.append(
             f"haiku tier: model {small.model} from instance {small.profile} "
             f"({small.proxy_url}); Claude Code sends every tier to {main.proxy_url}, whose "
-            "proxy must route that model name"
+            "proxy relays that model name there"
         )
     env = claude_environment(
         proxy_url=main.proxy_url,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 
 class LlamactlError(Exception):
-    """Base of every error llamactl reports to a user. The message says what is wrong and what to do."""
+    """Base of every error shown to a user; its message says what is wrong and what to do."""
 
     exit_code = 1
 
 
 class ProfileError(LlamactlError):
-    """A profile file is missing, unreadable, or invalid (message names file, key and expectation)."""
+    """A profile is missing, unreadable or invalid (the message names file, key, expectation)."""
 
     exit_code = 2
 

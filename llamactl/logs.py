@@ -1,4 +1,4 @@
-"""Logging set-up, done once at an entry point. Modules use logging.getLogger("llamactl.<module>")."""
+"""Logging set-up, done once at an entry point; modules use getLogger("llamactl.<module>")."""
 
 from __future__ import annotations
 

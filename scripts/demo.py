@@ -57,7 +57,7 @@ def main() -> int:
     print("$ llamactl status", flush=True)
     subprocess.run(["llamactl", "status"])
     prompt = "Say hello in one short sentence."
-    print(f"\n$ llamactl claude {PROFILE} -- -p {prompt!r}   (the real Claude Code CLI)", flush=True)
+    print(f"\n$ llamactl claude {PROFILE} -- -p {prompt!r}   (the real Claude Code)", flush=True)
     claude = subprocess.run(["llamactl", "claude", PROFILE, "--", "-p", prompt])
     if claude.returncode == 127:
         print("(Claude Code is not installed: `npm install -g @anthropic-ai/claude-code`, "

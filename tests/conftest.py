@@ -1,5 +1,5 @@
 """Shared fixtures. Every test gets its own LLAMACTL_HOME and an environment free of the user's
-Anthropic/Claude/llamactl variables. Server fixtures run the real llama-server with generated models."""
+Anthropic/Claude/llamactl variables. Server fixtures run a real llama-server on generated models."""
 
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_server(llama_server_bin: Path, tiny_model: Path, server_logs: Path) -> Iterator[RunningServer]:
+def tiny_server(
+    llama_server_bin: Path, tiny_model: Path, server_logs: Path
+) -> Iterator[RunningServer]:
     """One real llama-server with the tiny lenient model, shared by the session (no API key)."""
     with llama_server(llama_server_bin, tiny_model, log_dir=server_logs) as server:
         yield server

@@ -1,4 +1,4 @@
-"""Test helpers: free ports and a real llama-server started directly (bounded waits, always killed)."""
+"""Test helpers: free ports and a real llama-server started directly, with bounded waits."""
 
 from __future__ import annotations
 
@@ -44,9 +44,8 @@ def wait_healthy(server: RunningServer, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(
-                f"llama-server exited with {server.process.returncode}:\n{server.log_text()[-3000:]}"
-            )
+            code = server.process.returncode
+            raise RuntimeError(f"llama-server exited with {code}:\n{server.log_text()[-3000:]}")
         try:
             response = httpx.get(f"{server.base_url}/health", timeout=1.0)
             if response.status_code == 200:

@@ -39,10 +39,19 @@ from llamactl.proxy.anthropic_errors import (
 )
 from llamactl.proxy.config import ProxyConfig
 from llamactl.proxy.count_tokens import count_tokens
-from llamactl.proxy.gate import AlwaysOpenGate, UpstreamBusy, UpstreamDown, UpstreamGate
-from llamactl.proxy.http import is_openai_path, new_request_id, openai_error_body
+from llamactl.proxy.gate import (
+    AlwaysOpenGate,
+    UpstreamBusy,
+    UpstreamDown,
+    UpstreamGate,
+    gate_ctx_size,
+    gate_routes,
+    gate_would_wait,
+)
+from llamactl.proxy.http import dumps, is_openai_path, new_request_id, openai_error_body
 from llamactl.proxy.messages import ClientDisconnected, MessageStream, complete_messages
 from llamactl.proxy.passthrough import relay_openai
+from llamactl.proxy.routes import ModelRoute, RoutedRequest, match_route
 from llamactl.proxy.security import ClientGone, SecurityMiddleware, read_body
 from llamactl.proxy.tool_args import ToolArgsStore
 from llamactl.proxy.translate_request import (
@@ -72,6 +81,7 @@ class ProxyState:
         self.records: deque[dict[str, Any]] = deque(maxlen=RECORD_LIMIT)
         self.started_at = time.time()
         self._slots_in_use: dict[int, bool] = {}
+        self._route_client: httpx.AsyncClient | None = None
 
     def slot_for(self, is_side_request: bool) -> int | None:
         """Side requests get their own slot so they do not evict the conversation's KV cache."""
@@ -95,8 +105,30 @@ class ProxyState:
         if slot is not None:
             self._slots_in_use.pop(slot, None)
 
+    def route_for(self, model: Any) -> ModelRoute | None:
+        """Where a request for `model` goes when another instance serves it (None: here)."""
+        if not self.config.routes and not hasattr(self.gate, "routes"):
+            return None
+        own = self.config.model_names
+        return match_route(model, self.config.routes, own) or match_route(
+            model, gate_routes(self.gate), own
+        )
+
+    def route_client(self) -> httpx.AsyncClient:
+        if self._route_client is None:
+            timeout = httpx.Timeout(None, connect=self.config.connect_timeout_s)
+            self._route_client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        return self._route_client
+
+    async def aclose(self) -> None:
+        if self._route_client is not None:
+            await self._route_client.aclose()
+            self._route_client = None
+
     def ctx_size(self) -> int | None:
-        return self.config.ctx_size or self.info.n_ctx
+        """Tokens one request may use: the supervisor's current plan (it changes after an
+        out-of-memory re-plan), else the configured value, else llama-server's /props."""
+        return gate_ctx_size(self.gate) or self.config.ctx_size or self.info.n_ctx
 
     async def refresh_info(self) -> UpstreamInfo:
         self.info = await self.upstream.info()
@@ -132,6 +164,7 @@ def create_app(
             await state.refresh_info()
             yield
         finally:
+            await state.aclose()
             await upstream.aclose()
 
     routes = [
@@ -154,8 +187,30 @@ def create_app(
         exception_handlers={HTTPException: _http_exception, AnthropicError: _anthropic_exception},
     )
     app.state.proxy = state
+    app.add_middleware(MessagesRoute, state=state)
     app.add_middleware(SecurityMiddleware, api_key=config.api_key, extra_hosts=config.allowed_hosts)
     return app
+
+
+class MessagesRoute:
+    """POST /v1/messages straight to its handler, past Starlette's router and exception layers
+    (the hot path: the proxy's budget is 1 ms added to the first byte). Runs inside the security
+    middleware; errors get the same answers the exception handlers give."""
+
+    def __init__(self, app: Any, *, state: ProxyState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/messages" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await messages(self.state, request)
+        except AnthropicError as error:
+            response = _error_response(request, error)
+        await response(scope, receive, send)
 
 
 def _endpoint(state: ProxyState, handler):
@@ -185,7 +240,7 @@ async def read_json(state: ProxyState, request: Request) -> dict[str, Any]:
 
 
 async def translate(state: ProxyState, body: dict[str, Any]) -> TranslatedRequest:
-    if state.info.n_ctx is None and state.config.ctx_size is None:
+    if state.ctx_size() is None:
         await state.refresh_info()
     options = TranslateOptions(
         ctx_size=state.ctx_size(), tool_args=state.tool_args, llama_server=state.info.llama_server
@@ -214,10 +269,18 @@ async def messages(state: ProxyState, request: Request):
         return Response(status_code=499)
     record["model"] = body.get("model")
     record["stream"] = bool(body.get("stream"))
+    route = state.route_for(body.get("model"))
+    if route is not None:
+        record["routed_to"] = route[0]
+        client = state.route_client()
+        return RoutedRequest(client, route, "/v1/messages", dumps(body), request.scope)
     if state.config.mode == "native":
         return await native.native_messages(state, body, request, request_id, record)
     translated = await translate(state, body)
     record["side_request"] = translated.is_side_request
+    if translated.stream and gate_would_wait(state.gate):
+        # An idle server is waking: open the stream now and ping while the gate holds it.
+        return MessageStream(state, translated, request_id, record, wake=lambda: acquire(state))
     await acquire(state)
     if translated.stream:
         return MessageStream(state, translated, request_id, record)
@@ -233,6 +296,10 @@ async def messages(state: ProxyState, request: Request):
 
 async def count_tokens_route(state: ProxyState, request: Request):
     body = await read_json(state, request)
+    route = state.route_for(body.get("model"))
+    if route is not None:
+        path = "/v1/messages/count_tokens"
+        return RoutedRequest(state.route_client(), route, path, dumps(body), request.scope)
     body.setdefault("max_tokens", 1)  # count_tokens requests carry no max_tokens
     translated = await translate(state, body)
     await acquire(state)  # counting needs llama-server up (and wakes an idle-unloaded one)

@@ -39,6 +39,9 @@ class ProxyConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     debug_record: bool = False
     """Keep summaries (never bodies) of the last requests in memory, for tests and e2e checks."""
+    routes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Model name (or glob) -> (base URL, key) of another proxy that serves it; requests for it
+    are relayed there (Claude Code's haiku tier on a `claude.small_profile` instance)."""
     allowed_hosts: tuple[str, ...] = field(default=())
     """Extra Host names accepted besides the loopback names (e.g. when bound to a LAN address)."""
 

@@ -1,7 +1,8 @@
 """A checker for the Anthropic streaming event grammar (used by tests and benchmarks).
 
-    stream  := message_start ping* block* message_delta message_stop   (pings allowed anywhere after
-                                                                         message_start)
+    stream  := ping* message_start ping* block* message_delta message_stop
+               (pings allowed anywhere; before message_start while an idle server wakes: the
+               SDKs drop `ping` before their event accumulator sees it)
              | message_start? ... error                                 (error is terminal)
     block   := content_block_start(index = n) content_block_delta(index = n)* content_block_stop(n)
 
@@ -67,6 +68,8 @@ def check_events(events: Iterable[dict[str, Any]], *, require_input_json: bool =
             errored = True
             continue
         if not started:
+            if kind == "ping":
+                continue
             if kind != "message_start":
                 problems.append(f"{where}: {kind} before message_start")
                 started = True  # report the rest too

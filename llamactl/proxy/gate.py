@@ -29,6 +29,28 @@ class UpstreamGate(Protocol):
     def is_loading(self) -> bool:
         """True while the upstream is (re)loading and a caller would have to wait in acquire()."""
 
+    def would_wait(self) -> bool:
+        """Optional: True when acquire() would hold the request for a while (an idle-unloaded
+        server waking up), so a streamed answer should open at once and send pings meanwhile."""
+
+
+def gate_ctx_size(gate: UpstreamGate) -> int | None:
+    """Tokens one request may use now, when the gate's owner knows it. A supervisor that re-plans
+    after running out of memory changes it; the proxy reads it per request, never a copy."""
+    ctx_size = getattr(gate, "ctx_size", None)
+    return ctx_size() if ctx_size is not None else None
+
+
+def gate_routes(gate: UpstreamGate) -> dict[str, tuple[str, str | None]]:
+    """Routes to other proxies the gate's owner knows now (see proxy/routes.py)."""
+    routes = getattr(gate, "routes", None)
+    return routes() if routes is not None else {}
+
+
+def gate_would_wait(gate: UpstreamGate) -> bool:
+    would_wait = getattr(gate, "would_wait", None)
+    return bool(would_wait()) if would_wait is not None else False
+
 
 class AlwaysOpenGate:
     """The upstream is always there (standalone proxy in front of a server we do not own)."""
@@ -43,4 +65,7 @@ class AlwaysOpenGate:
         self.in_flight -= 1
 
     def is_loading(self) -> bool:
+        return False
+
+    def would_wait(self) -> bool:
         return False

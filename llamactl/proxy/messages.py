@@ -13,9 +13,11 @@ finished properly. An upstream that dies or falls silent past `idle_silence_s` e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llamactl.proxy.anthropic_errors import (
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("llamactl.proxy.messages")
 
 CHAT_PATH = "/v1/chat/completions"
+PING = {"type": "ping"}
 COUNT_FALLBACK_S = 1.0
 """How long to wait for llama-server's first chunk before counting the prompt another way."""
 
@@ -204,8 +207,14 @@ class MessageStream:
         translated: TranslatedRequest,
         request_id: str,
         record: dict[str, Any],
+        wake: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`wake`: the gate is not acquired yet (an idle-unloaded server is waking); the stream
+        opens at once with `ping` events while `wake()` acquires it."""
         self.state = state
+        self.wake = wake
+        self.acquired = wake is None
+        self.headers_sent = False
         self.translated = translated
         self.request_id = request_id
         self.record = record
@@ -228,10 +237,41 @@ class MessageStream:
                 self.record["disconnected"] = True
         finally:
             self.state.release_slot(self.body.get("id_slot"))
-            self.state.gate.release()
+            if self.acquired:
+                self.state.gate.release()
+
+    async def _wait_for_gate(self) -> bool:
+        """Open the stream and send pings until the gate lets the request through (an idle
+        server reloading). The SDKs skip `ping` wherever it comes, so it may precede
+        message_start. False when the gate refused (the stream then ends with an error)."""
+        assert self.wake is not None
+        async with self.lock:
+            await self._send_headers()
+            await self._send_events([PING])
+        waiting = asyncio.ensure_future(self.wake())
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=self.state.config.ping_interval_s)
+                if done:
+                    break
+                await self._emit([PING])
+            waiting.result()
+        except AnthropicError as error:
+            await self._fail(error)
+            return False
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiting
+            if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                self.acquired = True  # released in __call__, whatever happens next
+        return True
 
     # -- the two tasks ------------------------------------------------------------------------
     async def _run(self) -> None:
+        if not self.acquired and not await self._wait_for_gate():
+            return
         relay = asyncio.ensure_future(self._relay_or_fail())
         heartbeat = asyncio.ensure_future(self._heartbeat())
         tasks = {relay, heartbeat}
@@ -369,12 +409,18 @@ class MessageStream:
                 stop_sequences=tuple(self.translated.stop_sequences or ()),
                 tool_args=self.state.tool_args,
             )
-            assert self.send is not None
-            headers = [*SSE_HEADERS, (b"request-id", self.request_id.encode())]
-            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+            await self._send_headers()
             self.started = True
-            self.record["status"] = 200
             await self._send_events(_as_list(self.translator.start()))
+
+    async def _send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        assert self.send is not None
+        headers = [*SSE_HEADERS, (b"request-id", self.request_id.encode())]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.headers_sent = True
+        self.record["status"] = 200
 
     async def _count_prompt(self) -> int:
         try:
@@ -387,18 +433,20 @@ class MessageStream:
         async with self.lock:
             if self.ended:
                 return
-            await self._send_events(events)
-            if final:
-                await self._end_body()
+            if final:  # the last events and the end of the body in one write
+                self.ended = True
+                await self._send_events(events, more_body=False)
+            else:
+                await self._send_events(events)
 
-    async def _send_events(self, events: list[dict[str, Any]]) -> None:
-        if not events:
+    async def _send_events(self, events: list[dict[str, Any]], more_body: bool = True) -> None:
+        if not events and more_body:
             return
         assert self.send is not None
         payload = b"".join(encode_event(event) for event in events)
         if len(self.events) < 2000:
             self.events.extend(str(event.get("type")) for event in events)
-        await self.send({"type": "http.response.body", "body": payload, "more_body": True})
+        await self.send({"type": "http.response.body", "body": payload, "more_body": more_body})
         self.last_sent = time.monotonic()
 
     async def _end_body(self) -> None:
@@ -412,6 +460,11 @@ class MessageStream:
             if self.ended:
                 return
             self.record["error"] = f"{error.status} {error.error_type}"
+            if self.headers_sent and self.translator is None:  # only pings went out
+                self.started = True
+                await self._send_events([error_event(error)])
+                await self._end_body()
+                return
             if not self.started:
                 assert self.send is not None
                 self.ended = True

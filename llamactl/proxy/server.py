@@ -82,6 +82,7 @@ class ProxyServer:
             access_log=False,
             server_header=False,
             date_header=False,
+            proxy_headers=False,  # clients connect directly; skip X-Forwarded-* processing
             timeout_graceful_shutdown=5,
             timeout_keep_alive=75,
         )

@@ -32,7 +32,9 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _random_suffix(length: int = 24) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # One urandom call instead of 24 secrets.choice calls (on the time-to-first-byte path); the
+    # slight modulo bias does not matter for an id.
+    return "".join([_ALPHABET[byte % 62] for byte in secrets.token_bytes(length)])
 
 
 def new_message_id() -> str:

@@ -20,6 +20,7 @@ import httpx
 
 from llamactl.proxy.anthropic_errors import AnthropicError, api_error, from_upstream
 from llamactl.proxy.config import ProxyConfig
+from llamactl.proxy.fast_http import FastPool
 from llamactl.proxy.http import dumps
 
 log = logging.getLogger("llamactl.proxy.upstream")
@@ -45,6 +46,7 @@ class Upstream:
         self._info: UpstreamInfo | None = None
         self._info_lock = asyncio.Lock()
         self._count_cache: OrderedDict[str, int] = OrderedDict()
+        self._fast: FastPool | None = None  # streamed POSTs over plain http (see fast_http.py)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -62,8 +64,13 @@ class Upstream:
             transport=self._transport,
             trust_env=False,  # never route loopback traffic through an HTTP(S)_PROXY
         )
+        if self._transport is None and self.config.upstream_url.startswith("http://"):
+            self._fast = FastPool(self.config.upstream_url, headers, self.config.connect_timeout_s)
 
     async def aclose(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -139,6 +146,16 @@ class Upstream:
     ) -> AsyncIterator[httpx.Response]:
         """An open streamed response. Leaving the block early (or being cancelled) closes the
         connection, which is how llama-server learns the client has gone and frees the slot."""
+        if self._fast is not None:
+            try:
+                fast = await self._fast.post(path, body, _json_headers(headers))
+            except httpx.HTTPError as exc:
+                raise unreachable(self.config.upstream_url, exc) from exc
+            try:
+                yield fast  # type: ignore[misc]  # answers like an httpx.Response
+            finally:
+                await fast.aclose()
+            return
         request = self.client.build_request(
             "POST", path, content=body, headers=_json_headers(headers)
         )
@@ -213,14 +230,15 @@ def unreachable(url: str, exc: BaseException) -> AnthropicError:
 class CoalescingReader:
     """Reads a streamed response in a task and hands over everything that has arrived since the
     last look, joined. A relay that is momentarily behind then forwards many upstream chunks in one
-    write instead of one syscall each; one that keeps up still forwards each chunk at once.
+    write instead of one syscall each; one that keeps up still forwards each chunk at once. The
+    first chunk is read directly (no task hop: it is on the time-to-first-byte path).
 
         async with CoalescingReader(response) as reader:
             async for data in reader: ...
     """
 
     def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+        self._iterator = response.aiter_raw()
         self._parts: list[bytes] = []
         self._wake = asyncio.Event()
         self._done = False
@@ -229,7 +247,6 @@ class CoalescingReader:
         self.last_data = 0.0  # loop time of the last chunk from upstream
 
     async def __aenter__(self) -> CoalescingReader:
-        self._task = asyncio.ensure_future(self._read())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -243,7 +260,7 @@ class CoalescingReader:
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async for raw in self._response.aiter_raw():
+            async for raw in self._iterator:
                 self._parts.append(raw)
                 self.last_data = loop.time()
                 self._wake.set()
@@ -257,6 +274,11 @@ class CoalescingReader:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._task is None and not self._done:
+            first = await self._iterator.__anext__()  # StopAsyncIteration ends the loop
+            self.last_data = asyncio.get_running_loop().time()
+            self._task = asyncio.ensure_future(self._read())
+            return first
         while not self._parts:
             if self._done:
                 if self._error is not None:

@@ -34,6 +34,7 @@ from llamactl.supervisor.views import log_paths, rotate_log
 log = logging.getLogger("llamactl.supervisor.daemon")
 
 EXIT_ALREADY_RUNNING = 3
+ROUTES_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Supervisor:
         self._proxy: Any = None
         self._proxy_task: asyncio.Task | None = None
         self._last_progress_write = 0.0
+        self._routes: dict[str, tuple[str, str | None]] = {}
+        self._routes_read_at = 0.0
 
     # -- what the gate sees -------------------------------------------------------------------
     @property
@@ -95,6 +98,25 @@ class Supervisor:
     @property
     def last_error(self) -> str | None:
         return self.record.last_error
+
+    @property
+    def slot_ctx(self) -> int | None:
+        """Tokens one request may use under the current launch plan (the proxy reads it live)."""
+        return self._launch.slot_ctx if self._launch is not None else None
+
+    def routes(self) -> dict[str, tuple[str, str | None]]:
+        """Model names served by the `claude.small_profile` instance -> its proxy (re-read from
+        its state file every few seconds, so the route follows it across restarts)."""
+        small = self._launch.small_profile if self._launch is not None else None
+        if not small:
+            return {}
+        now = time.monotonic()
+        if now - self._routes_read_at > ROUTES_TTL_S or not self._routes:
+            from llamactl.supervisor.proxy_host import small_profile_routes
+
+            self._routes = small_profile_routes(small)
+            self._routes_read_at = now
+        return self._routes
 
     def request_wake(self) -> None:
         self._wake.set()

@@ -13,7 +13,15 @@ import time
 from typing import Protocol
 
 from llamactl.proxy.gate import UpstreamBusy, UpstreamDown
-from llamactl.supervisor.state import FAILED, IDLE, READY, RESTARTING, STOPPED, STOPPING
+from llamactl.supervisor.state import (
+    FAILED,
+    IDLE,
+    READY,
+    RESTARTING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+)
 
 
 class GateOwner(Protocol):
@@ -28,6 +36,9 @@ class GateOwner(Protocol):
 
     @property
     def last_error(self) -> str | None: ...
+
+    @property
+    def slot_ctx(self) -> int | None: ...
 
 
 class SupervisorGate:
@@ -67,6 +78,19 @@ class SupervisorGate:
         """True only while restarting after a crash: the proxy answers 529 and clients retry.
         An idle or starting server is worth waiting for: acquire() holds the request."""
         return self._owner.current_state == RESTARTING
+
+    def ctx_size(self) -> int | None:
+        """Tokens one request may use under the current plan (read live: a re-plan changes it)."""
+        return getattr(self._owner, "slot_ctx", None)
+
+    def routes(self) -> dict[str, tuple[str, str | None]]:
+        """Other instances' proxies by model name (the `claude.small_profile` route)."""
+        routes = getattr(self._owner, "routes", None)
+        return routes() if routes is not None else {}
+
+    def would_wait(self) -> bool:
+        """True while an idle-unloaded or starting server would hold the request in acquire()."""
+        return self._owner.current_state in (IDLE, STARTING)
 
     def idle_for(self) -> float:
         """Seconds without a request in flight (0 while one is)."""

@@ -64,6 +64,7 @@ class Launch:
     proxy_port: int | None = None  # None: "auto"
     proxy_api_key: str | None = None
     proxy_mode: str = "translate"
+    small_profile: str | None = None  # claude.small_profile: its model is relayed to its proxy
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -199,7 +200,14 @@ def prepare_launch(
         proxy_port=profile.proxy.port if profile.proxy.port != "auto" else None,
         proxy_api_key=proxy_key(profile) if with_key else profile.proxy.api_key,
         proxy_mode=profile.proxy.mode,
+        small_profile=_small_profile(profile),
     )
+
+
+def _small_profile(profile: Any) -> str | None:
+    claude = getattr(profile, "claude", None)
+    small = getattr(claude, "small_profile", None)
+    return small if small and small != profile.name else None
 
 
 def _plan(profile: Any, model_path: Path | None, hardware_file: Path | None, server: Any) -> Any:
@@ -207,15 +215,13 @@ def _plan(profile: Any, model_path: Path | None, hardware_file: Path | None, ser
     from llamactl.hardware import detect, load_hardware
 
     hardware = load_hardware(hardware_file) if hardware_file else detect()
-    if model_path is not None:
-        from llamactl.gguf_info import read_model_info
+    from llamactl.gguf_info import read_model_info
+    from llamactl.plan_inputs import model_info_for_profile
 
-        model_info = read_model_info(model_path)
-    else:
-        # An `hf` model not downloaded yet: plan from its known shape when we have one.
-        from llamactl.plan_inputs import model_info_for_profile
-
-        model_info = model_info_for_profile(profile)
+    # An `hf` model not downloaded yet is planned from its known shape when we have one.
+    model_info = (
+        read_model_info(model_path) if model_path is not None else model_info_for_profile(profile)
+    )
     caps = getattr(server, "caps", None)
     return plan_launch(profile, model_info, hardware, server_caps=caps)
 

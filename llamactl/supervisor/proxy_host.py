@@ -31,7 +31,39 @@ def proxy_config(owner: Any) -> Any:
         aliases=tuple(a for a in launch.aliases if a != launch.model),
         ctx_size=launch.slot_ctx,
         mode=launch.proxy_mode,
+        side_slot=side_slot(launch.parallel, kv_unified=launch.kv_unified),
     )
+
+
+def side_slot(parallel: int, *, kv_unified: bool) -> int | None:
+    """With two slots or more, side requests (titles) go to slot 1 and the conversation keeps
+    slot 0, so a title request never evicts the conversation's KV cache.
+
+    Not with a unified KV cache: there llama-server parks the idle slot's tokens in its host-RAM
+    prompt cache when another slot runs, and a request pinned with `id_slot` skips the load from
+    that cache, so pinning made every turn re-evaluate its whole prompt (measured: 1476 of 1476
+    tokens vs 15 unpinned). Unpinned, llama-server's similarity choice keeps both cached."""
+    return 1 if parallel >= 2 and not kv_unified else None
+
+
+def small_profile_routes(name: str) -> dict[str, tuple[str, str | None]]:
+    """Routes from the `claude.small_profile` instance's model names to its proxy (URL and key),
+    read from its state and launch files; empty while it is not running."""
+    from llamactl.supervisor import state as st
+    from llamactl.supervisor.launch import read_launch
+
+    record = st.read_state(name)
+    if record is None or record.proxy_url is None:
+        return {}
+    if record.state not in (st.READY, st.IDLE, st.STARTING, st.RESTARTING):
+        return {}
+    try:
+        launch = read_launch(name)
+    except (OSError, ValueError, TypeError):
+        return {}
+    route = (record.proxy_url, launch.proxy_api_key)
+    names = [launch.model, *launch.aliases]
+    return {model: route for model in names if model}
 
 
 def build_proxy(owner: Any, gate: Any) -> Any:
@@ -52,6 +84,8 @@ def build_proxy(owner: Any, gate: Any) -> Any:
         timeout_graceful_shutdown=owner.policy.drain_s,
         access_log=False,
         server_header=False,
+        date_header=False,
+        proxy_headers=False,  # clients connect directly; skip X-Forwarded-* processing
     )
     return _Server(config)
 
