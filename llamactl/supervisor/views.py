@@ -83,7 +83,7 @@ def status(name: str | None = None, *, probe: bool = True) -> list[InstanceView]
 
 def view_of(record: InstanceState, *, probe: bool) -> InstanceView:
     """The recorded state checked against reality (`probe`: also ask llama-server for /slots)."""
-    from llamactl.supervisor.process import live_process
+    from llamactl.supervisor.procfs import live_process
 
     alive = st.daemon_alive(record.profile)
     daemon = live_process(record.daemon) if alive else None
