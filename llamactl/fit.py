@@ -215,7 +215,17 @@ class _Planner:
         choices = []
         for kt in ks:
             vt = vs[0] if vs else (kt if flash != "off" else "f16")
-            choices.append((kt, vt))
+            problem = self.info.kv_type_problem(kt, vt)
+            if problem is None:
+                choices.append((kt, vt))
+            elif self.server.cache_type_k != "auto" or self.server.cache_type_v != "auto":
+                # Pinned by the profile: llama-server would refuse to create the context.
+                key = "cache_type_k" if self.server.cache_type_k != "auto" else "cache_type_v"
+                raise PlanError(
+                    f"{self._where('server.' + key)}: this model cannot use it: {problem}; "
+                    'use "f16" or "auto"'
+                )
+            # else an automatic q8_0 candidate this model's head size rules out: skipped.
         return choices
 
     def ubatch_choices(self) -> list[int]:
