@@ -15,6 +15,11 @@ Fault flags (also read from the FAKE_LLAMA_FLAGS environment variable):
   --ignore-sigterm     ignore SIGTERM (the supervisor must escalate to SIGKILL)
   --fork-child         fork; the child serves, the parent waits (a wrapper that does not exec)
   --fork-setsid        with --fork-child: the child also calls setsid() (escapes the group)
+  --wedge-after N      after N chat completions, stay "alive but wedged": /health keeps answering
+                       200 but completions fail (--wedge-mode error: HTTP 500) or hang together
+                       with /slots (--wedge-mode hang: a stuck main loop)
+  --slow-request S     each chat completion sends nothing for S seconds first (a long prefill),
+                       while /slots shows the slot processing with n_past growing
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--fork-child", action="store_true")
     parser.add_argument("--fork-setsid", action="store_true")
+    parser.add_argument("--wedge-after", type=int)
+    parser.add_argument("--wedge-mode", choices=("error", "hang"), default="error")
+    parser.add_argument("--slow-request", type=float, default=0.0)
     args, _unknown = parser.parse_known_args(argv)
     return args
 
@@ -90,6 +98,15 @@ class State:
         self.key = os.environ.get("LLAMA_API_KEY")
         self.slots: dict[int, list[str]] = {i: [] for i in range(max(1, args.parallel))}
         self.lock = threading.Lock()
+        self.completions = 0
+        self.processing_since: float | None = None  # a --slow-request completion is "prefilling"
+
+    def wedged(self) -> bool:
+        return self.args.wedge_after is not None and self.completions >= self.args.wedge_after
+
+    def hang_if_wedged(self) -> None:
+        if self.wedged() and self.args.wedge_mode == "hang":
+            threading.Event().wait()  # forever: the main loop is stuck
 
 
 def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
@@ -145,10 +162,18 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                     },
                 )
             elif path == "/slots":
+                state.hang_if_wedged()
+                since = state.processing_since
+                n_past = int((time.monotonic() - since) * 100) if since is not None else 0
                 self.reply(
                     200,
                     [
-                        {"id": i, "n_ctx": state.args.ctx_size, "is_processing": False}
+                        {
+                            "id": i,
+                            "n_ctx": state.args.ctx_size,
+                            "is_processing": since is not None and i == 0,
+                            "n_past": n_past if i == 0 else 0,
+                        }
                         for i in state.slots
                     ],
                 )
@@ -170,6 +195,16 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 if state.args.crash_on_request:
                     say("fake: crashing on request")
                     os._exit(1)
+                if state.wedged():
+                    state.hang_if_wedged()
+                    say("fake: CUDA error: an illegal memory access was encountered")
+                    self.reply(500, {"error": {"code": 500, "message": "CUDA error"}})
+                    return
+                state.completions += 1
+                if state.args.slow_request:
+                    state.processing_since = time.monotonic()
+                    time.sleep(state.args.slow_request)
+                    state.processing_since = None
                 self.complete(request)
             else:
                 self.reply(404, {"error": {"code": 404, "message": "File Not Found"}})

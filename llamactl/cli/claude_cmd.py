@@ -40,7 +40,12 @@ def claude_command(
         profile = None
     loaded = _load(profile)
     binary = None if show_env else find_claude(loaded)  # fail before starting anything
-    env, target = environment_for(loaded, user_env=os.environ, on_progress=_progress_printer())
+    env, target = environment_for(
+        loaded,
+        user_env=os.environ,
+        ensure_up=_ensure_up_for(profile, loaded),
+        on_progress=_progress_printer(),
+    )
     _print_notes(env)
     if show_env:
         _print_env_table(env)
@@ -64,7 +69,13 @@ def env_command(
 
     if shell not in SHELLS:
         raise LlamactlError(f"--shell must be one of {', '.join(SHELLS)}, got {shell!r}")
-    env, _ = environment_for(_load(profile), user_env=os.environ, on_progress=_progress_printer())
+    loaded = _load(profile)
+    env, _ = environment_for(
+        loaded,
+        user_env=os.environ,
+        ensure_up=_ensure_up_for(profile, loaded),
+        on_progress=_progress_printer(),
+    )
     _print_notes(env)
     if as_json:
         print_json({"set": env.variables, "kept": env.kept, "warnings": list(env.warnings)})
@@ -96,6 +107,26 @@ def _load(name: str | None) -> Profile:
     from llamactl.profiles import load_profile
 
     return load_profile(name or load_config().default_profile)
+
+
+def _ensure_up_for(argument: str | None, profile: Profile) -> Callable[..., Any] | None:
+    """Like `up` and `plan`, PROFILE may be a path to a .toml file: the instance is then started
+    from that file (its name is the file's stem, which the search path may not know), and its
+    proxy key is read from the loaded profile. None: the default, by name."""
+    if not argument or argument == profile.name or profile.source is None:
+        return None  # by name (or the default profile)
+    from dataclasses import asdict
+
+    from llamactl.supervisor import control
+    from llamactl.supervisor.launch import proxy_key
+
+    def ensure_up(name: str, **kwargs: Any) -> Any:
+        if name != profile.name:  # claude.small_profile: a name on the search path
+            return control.ensure_up(name, **kwargs)
+        view = control.ensure_up(str(profile.source), **kwargs)
+        return {**asdict(view), "api_key": proxy_key(profile)}
+
+    return ensure_up
 
 
 def _print_notes(env: ClaudeEnv) -> None:

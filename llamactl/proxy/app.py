@@ -154,7 +154,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
     """The proxy app. `gate` defaults to AlwaysOpenGate; `transport` replaces the network."""
-    upstream = Upstream(config, transport=transport)
+    upstream = Upstream(config, transport=transport, gate=gate)
     state = ProxyState(config, gate or AlwaysOpenGate(), upstream)
 
     @contextlib.asynccontextmanager
@@ -188,7 +188,12 @@ def create_app(
     )
     app.state.proxy = state
     app.add_middleware(MessagesRoute, state=state)
-    app.add_middleware(SecurityMiddleware, api_key=config.api_key, extra_hosts=config.allowed_hosts)
+    app.add_middleware(
+        SecurityMiddleware,
+        api_key=config.api_key,
+        extra_hosts=config.allowed_hosts,
+        key_hint=config.key_hint,
+    )
     return app
 
 

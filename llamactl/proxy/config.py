@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's own request limit
+STANDALONE_KEY_HINT = "use the key given to `llamactl proxy --api-key`, or the one it printed"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class ProxyConfig:
     """Model name (or glob) -> (base URL, key) of another proxy that serves it; requests for it
     are relayed there (Claude Code's haiku tier on a `claude.small_profile` instance)."""
     allowed_hosts: tuple[str, ...] = field(default=())
+    key_hint: str = STANDALONE_KEY_HINT
+    """Where a client rejected with 401 finds the key (the supervisor names `llamactl env`)."""
     """Extra Host names accepted besides the loopback names (e.g. when bound to a LAN address)."""
 
     def __post_init__(self) -> None:

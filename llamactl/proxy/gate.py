@@ -47,6 +47,20 @@ def gate_routes(gate: UpstreamGate) -> dict[str, tuple[str, str | None]]:
     return routes() if routes is not None else {}
 
 
+def gate_report_upstream(gate: UpstreamGate, failure: str | None) -> None:
+    """Tell the gate's owner how a real request to the upstream went: `failure` says why it failed
+    (a 5xx answer or no connection), None means it answered. A supervisor counts consecutive
+    failures to notice a llama-server that is alive but wedged; other gates ignore it."""
+    name = "report_upstream_success" if failure is None else "report_upstream_failure"
+    report = getattr(gate, name, None)
+    if report is None:
+        return
+    if failure is None:
+        report()
+    else:
+        report(failure)
+
+
 def gate_would_wait(gate: UpstreamGate) -> bool:
     would_wait = getattr(gate, "would_wait", None)
     return bool(would_wait()) if would_wait is not None else False

@@ -16,6 +16,7 @@ from llamactl.proxy.anthropic_errors import (
     permission_error,
     request_too_large,
 )
+from llamactl.proxy.config import STANDALONE_KEY_HINT
 from llamactl.proxy.http import (
     Receive,
     Scope,
@@ -93,8 +94,17 @@ async def send_error(scope: Scope, send: Send, error: AnthropicError) -> None:
 class SecurityMiddleware:
     """Rejects requests with a foreign Host (403) or without the right key (401)."""
 
-    def __init__(self, app, *, api_key: str | None, extra_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app,
+        *,
+        api_key: str | None,
+        extra_hosts: tuple[str, ...] = (),
+        key_hint: str = STANDALONE_KEY_HINT,
+    ) -> None:
+        """`key_hint`: where the key is found, for the 401 message (depends on who runs us)."""
         self.app = app
+        self.key_hint = key_hint
         self.api_key = api_key.encode() if api_key else None
         self.extra_hosts = tuple(name.lower() for name in extra_hosts)
 
@@ -121,7 +131,7 @@ class SecurityMiddleware:
                     send,
                     authentication_error(
                         "llamactl proxy: missing or wrong API key; send it as x-api-key or "
-                        "Authorization: Bearer (see `llamactl env`)"
+                        f"Authorization: Bearer ({self.key_hint})"
                     ),
                 )
                 return

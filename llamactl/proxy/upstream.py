@@ -21,6 +21,7 @@ import httpx
 from llamactl.proxy.anthropic_errors import AnthropicError, api_error, from_upstream
 from llamactl.proxy.config import ProxyConfig
 from llamactl.proxy.fast_http import FastPool
+from llamactl.proxy.gate import gate_report_upstream
 from llamactl.proxy.http import dumps
 
 log = logging.getLogger("llamactl.proxy.upstream")
@@ -39,8 +40,16 @@ class UpstreamInfo:
 
 
 class Upstream:
-    def __init__(self, config: ProxyConfig, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        gate: Any = None,
+    ):
+        """`gate`: told how each request went (see gate_report_upstream), or None."""
         self.config = config
+        self._gate = gate
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._info: UpstreamInfo | None = None
@@ -136,9 +145,11 @@ class Upstream:
     ) -> httpx.Response:
         """A complete (non-streamed) request; connection failures become AnthropicError."""
         try:
-            return await self.client.post(path, content=body, headers=_json_headers(headers))
+            response = await self.client.post(path, content=body, headers=_json_headers(headers))
         except httpx.HTTPError as exc:
-            raise unreachable(self.config.upstream_url, exc) from exc
+            raise self._unreachable(exc) from exc
+        self._report(response.status_code)
+        return response
 
     @asynccontextmanager
     async def stream(
@@ -150,7 +161,8 @@ class Upstream:
             try:
                 fast = await self._fast.post(path, body, _json_headers(headers))
             except httpx.HTTPError as exc:
-                raise unreachable(self.config.upstream_url, exc) from exc
+                raise self._unreachable(exc) from exc
+            self._report(fast.status_code)
             try:
                 yield fast  # type: ignore[misc]  # answers like an httpx.Response
             finally:
@@ -162,11 +174,22 @@ class Upstream:
         try:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise unreachable(self.config.upstream_url, exc) from exc
+            raise self._unreachable(exc) from exc
+        self._report(response.status_code)
         try:
             yield response
         finally:
             await response.aclose()
+
+    def _report(self, status: int) -> None:
+        # 503 is llama-server loading (or a full queue): not a sign of a wedged server.
+        failed = status >= 500 and status != 503
+        gate_report_upstream(self._gate, f"HTTP {status}" if failed else None)
+
+    def _unreachable(self, exc: httpx.HTTPError) -> AnthropicError:
+        error = unreachable(self.config.upstream_url, exc)
+        gate_report_upstream(self._gate, error.message)
+        return error
 
     async def count_prompt_tokens(self, chat_body: dict[str, Any]) -> int | None:
         """Exact prompt tokens of a chat request: llama-server's chat template, then its tokenizer.

@@ -2,8 +2,9 @@
 
 It owns llama-server (spawned in its own session with a parent-death signal), serves the proxy in
 the same asyncio loop, and is the only writer of the instance's state file. It restarts a crashed
-server with exponential backoff, gives up after too many failures, unloads the server when idle and
-wakes it on the next request, and saves/restores the KV cache around planned stops.
+server with exponential backoff (and one that is alive but wedged: see wedge.py), gives up after
+too many failures, unloads the server when idle and wakes it on the next request, and
+saves/restores the KV cache around planned stops.
 
 Signals only set a flag; the loop acts on them. SIGTERM/SIGINT = graceful shutdown (stop
 accepting, finish streams under a deadline, save slots, stop the server); SIGHUP is ignored.
@@ -30,6 +31,7 @@ from llamactl.errors import LlamactlError, PortInUse, StartupFailed
 from llamactl.supervisor import state as st
 from llamactl.supervisor.state import InstanceState, ProcessRecord
 from llamactl.supervisor.views import log_paths, rotate_log
+from llamactl.supervisor.wedge import WedgePolicy
 
 log = logging.getLogger("llamactl.supervisor.daemon")
 
@@ -62,6 +64,7 @@ class Supervisor:
         hardware_file: Path | None = None,
         load_timeout: float | None = None,
         policy: RestartPolicy | None = None,
+        wedge: WedgePolicy | None = None,
     ) -> None:
         self.name = name
         self.proxy_port_override = proxy_port
@@ -69,6 +72,9 @@ class Supervisor:
         self.hardware_file = hardware_file
         self.load_timeout_override = load_timeout
         self.policy = policy or RestartPolicy()
+        self.wedge = wedge or WedgePolicy()
+        self._wedge_task: asyncio.Task | None = None
+        self._wedged_because: str | None = None  # set by the wedge watch, acted on by the loop
         previous = st.read_state(name)
         # With [proxy] port = "auto", keep the port of the previous run when it is free, so
         # clients configured with it (Claude Code's ANTHROPIC_BASE_URL) keep working.
@@ -325,6 +331,9 @@ class Supervisor:
             memory=memory,
         )
         log.info("llama-server ready on port %s after %.2fs", self.record.server_port, seconds)
+        self._wedged_because = None
+        if self._gate is not None:
+            self._gate.report_upstream_success()  # failures of the previous server do not count
         # After announcing ready (it scans the process table): what a forking wrapper started.
         self._set(server_descendants=descendants(self._popen.pid))
 
@@ -386,6 +395,7 @@ class Supervisor:
         from llamactl.supervisor.process import reap_zombie_children
 
         tick = 0
+        self._wedge_task = asyncio.create_task(self._watch_wedge())
         while not self._stop.is_set():
             await self._sleep(0.05)
             tick += 1
@@ -394,6 +404,8 @@ class Supervisor:
             state = self.record.state
             if state == st.READY and self._popen is not None and self._popen.poll() is not None:
                 await self._crashed()
+            elif state == st.READY and self._wedged_because is not None:
+                await self._wedged(self._wedged_because)
             elif state == st.READY and self._idle_due():
                 await self._unload()
             elif state == st.IDLE and self._wake.is_set():
@@ -401,7 +413,28 @@ class Supervisor:
                 await self._restart("woken by a request", counts_as_failure=False)
             if self.record.state == st.FAILED:
                 break
+        self._wedge_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._wedge_task
         await self._shutdown()
+
+    async def _watch_wedge(self) -> None:
+        """Alive but wedged (see wedge.py): looks every few seconds while ready; a verdict is
+        kept only if it is about the server that is still running."""
+        from llamactl.supervisor.wedge import WedgeWatch
+
+        while not await self._sleep(self.wedge.interval_s):
+            popen = self._popen
+            if self.record.state != st.READY or popen is None or self._wedged_because:
+                continue
+            watch = WedgeWatch(f"http://127.0.0.1:{self.server_port}", self.server_key, self.wedge)
+            try:
+                reason = await watch.verdict(self._gate)
+            except Exception as exc:  # noqa: BLE001 - a broken look must not end the watch
+                log.warning("wedge check failed: %s", exc)
+                continue
+            if reason and self._popen is popen and self.record.state == st.READY:
+                self._wedged_because = reason
 
     def _idle_due(self) -> bool:
         idle_s = self._launch.idle_unload_s
@@ -426,6 +459,16 @@ class Supervisor:
         await self._stop_server(save=False)  # reaps; kills anything it left behind
         self._set(last_error=f"llama-server {how}", log_tail=tail)
         await self._restart(f"llama-server {how}", counts_as_failure=True)
+
+    async def _wedged(self, reason: str) -> None:
+        from llamactl.supervisor.readiness import log_tail
+
+        self._wedged_because = None
+        log.warning("llama-server is wedged: %s", reason)
+        tail = log_tail(self.server_log, 20)
+        await self._stop_server(save=False)  # a stuck server cannot save its slots
+        self._set(last_error=f"llama-server wedged: {reason}", log_tail=tail)
+        await self._restart(f"llama-server wedged: {reason}", counts_as_failure=True)
 
     async def _restart(self, reason: str, *, counts_as_failure: bool) -> None:
         while not self._stop.is_set():
@@ -505,6 +548,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-failures", type=int, default=5)
     parser.add_argument("--failure-window", type=float, default=300.0)
     parser.add_argument("--stop-grace", type=float, default=10.0)
+    # Alive-but-wedged detection (see wedge.py); 0 disables a signal.
+    parser.add_argument("--wedge-failures", type=int, default=WedgePolicy.failures)
+    parser.add_argument("--wedge-hang", type=float, default=WedgePolicy.hang_s)
+    parser.add_argument("--wedge-interval", type=float, default=WedgePolicy.interval_s)
     return parser.parse_args(argv)
 
 
@@ -536,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
             hardware_file=args.hardware,
             load_timeout=args.timeout,
             policy=policy,
+            wedge=WedgePolicy(
+                failures=args.wedge_failures,
+                hang_s=args.wedge_hang,
+                interval_s=args.wedge_interval,
+            ),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -48,6 +48,10 @@ class SupervisorGate:
         self._clock = clock
         self.in_flight = 0
         self.last_activity = clock()
+        # Real requests that failed in a row (5xx or no connection) and why the last one did: the
+        # supervisor's wedge watch reads them (see supervisor/wedge.py).
+        self.consecutive_failures = 0
+        self.last_failure: str | None = None
 
     async def acquire(self) -> None:
         self.last_activity = self._clock()
@@ -73,6 +77,13 @@ class SupervisorGate:
     def release(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         self.last_activity = self._clock()
+
+    def report_upstream_failure(self, reason: str) -> None:
+        self.consecutive_failures += 1
+        self.last_failure = reason
+
+    def report_upstream_success(self) -> None:
+        self.consecutive_failures = 0
 
     def is_loading(self) -> bool:
         """True only while restarting after a crash: the proxy answers 529 and clients retry.

@@ -32,6 +32,7 @@ def proxy_config(owner: Any) -> Any:
         ctx_size=launch.slot_ctx,
         mode=launch.proxy_mode,
         side_slot=side_slot(launch.parallel, kv_unified=launch.kv_unified),
+        key_hint=f"see `llamactl env {launch.profile}`",
     )
 
 

@@ -8,10 +8,19 @@ command module cost several times a bare interpreter start). Anything else retur
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from llamactl.supervisor.views import InstanceView
+
+HEADERS = ("PROFILE", "STATE", "MODEL", "PROXY", "CTX", "GPU", "SLOTS", "RSS", "UP", "RESTARTS")
+# On a narrow terminal these columns give way, in this order, down to these widths; the numbers
+# on the right (RSS, UP, RESTARTS) always stay visible. MODEL keeps its start, PROXY its port.
+SHRINKABLE = (("MODEL", 8), ("PROXY", 6), ("PROFILE", 8))
+KEEP_END = frozenset({"PROXY"})
 
 
 def fast_main(argv: list[str]) -> int | None:
@@ -29,7 +38,13 @@ def fast_main(argv: list[str]) -> int | None:
     return print_status(status(name), as_json=as_json, name=name)
 
 
-def print_status(views: list[InstanceView], *, as_json: bool, name: str | None = None) -> int:
+def print_status(
+    views: list[InstanceView],
+    *,
+    as_json: bool,
+    name: str | None = None,
+    console: Console | None = None,
+) -> int:
     """Print the table (or JSON); the exit code is 1 when a named profile has no instance."""
     code = 1 if name and not views else 0
     if as_json:
@@ -38,9 +53,10 @@ def print_status(views: list[InstanceView], *, as_json: bool, name: str | None =
         sys.stdout.write(json.dumps([v.to_json() for v in views], indent=2, default=str) + "\n")
         sys.stdout.flush()
         return code
-    from rich.console import Console
+    if console is None:
+        from rich.console import Console
 
-    console = Console(highlight=False)
+        console = Console(highlight=False)
     if not views:
         if name:
             console.print(f"No instance of {name!r} here. Start it with `llamactl up {name}`.")
@@ -64,16 +80,16 @@ def print_status(views: list[InstanceView], *, as_json: bool, name: str | None =
         )
         for v in views
     ]
-    headers = ("PROFILE", "STATE", "MODEL", "PROXY", "CTX", "GPU", "SLOTS", "RSS", "UP", "RESTARTS")
+    widths = _fit_widths(rows, console.width)
     table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
-    for index, header in enumerate(headers):
-        if header == "MODEL":  # the one column that gives way on a narrow terminal
-            table.add_column(header, no_wrap=True, overflow="ellipsis", min_width=8)
-        else:
-            width = max(len(header), *(len(row[index]) for row in rows))
-            table.add_column(header, no_wrap=True, min_width=width)
+    for header, width in zip(HEADERS, widths, strict=True):
+        table.add_column(header, no_wrap=True, width=width)
     for row in rows:
-        table.add_row(row[0], _state_markup(row[1]), *row[2:])
+        cells = [
+            _elide(cell, width, keep_end=header in KEEP_END)
+            for header, cell, width in zip(HEADERS, row, widths, strict=True)
+        ]
+        table.add_row(cells[0], _state_markup(cells[1]), *cells[2:])
     console.print(table)
     for v in views:
         if v.last_error and v.state != "stopped":
@@ -81,6 +97,28 @@ def print_status(views: list[InstanceView], *, as_json: bool, name: str | None =
                 f"[bold]{v.profile}[/] last error: {v.last_error}", highlight=False, soft_wrap=True
             )
     return code
+
+
+def _fit_widths(rows: Sequence[tuple[str, ...]], total: int) -> list[int]:
+    """Column widths that fit `total` cells (one space between columns), shrinking SHRINKABLE."""
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(HEADERS)]
+    excess = sum(widths) + len(widths) - 1 - total
+    for header, minimum in SHRINKABLE:
+        if excess <= 0:
+            break
+        index = HEADERS.index(header)
+        give = min(excess, max(0, widths[index] - max(minimum, len(header))))
+        widths[index] -= give
+        excess -= give
+    return widths
+
+
+def _elide(text: str, width: int, *, keep_end: bool = False) -> str:
+    if len(text) <= width:
+        return text
+    if keep_end:
+        return "…" + text[len(text) - width + 1 :]
+    return text[: width - 1] + "…"
 
 
 def _state_markup(state: str) -> str:
@@ -110,7 +148,8 @@ def _memory(v: InstanceView) -> str:
     if v.rss_mb is not None:
         parts.append(f"{v.rss_mb:.0f}M")
     if v.vram_mib:
-        parts.append(f"+{v.vram_mib:.0f}M VRAM")
+        vram = f"{v.vram_mib / 1024:.1f}G" if v.vram_mib >= 1024 else f"{v.vram_mib:.0f}M"
+        parts.append(f"+{vram} VRAM")
     return " ".join(parts) or "-"
 
 
