@@ -174,32 +174,15 @@ def _prompt(words: int) -> list[dict]:
     ]
 
 
-def _chat(name: str, messages: list[dict]) -> dict:
-    import httpx
-
-    from llamactl.supervisor import state as st
-    from llamactl.supervisor.launch import server_key_path
-
-    record = st.read_state(name)
-    key = server_key_path(name).read_text().strip()
-    response = httpx.post(
-        f"{record.server_url}/v1/chat/completions",
-        json={"messages": messages, "max_tokens": 1, "cache_prompt": True},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=300,
-    )
-    response.raise_for_status()
-    return response.json()
-
-
 def bench_slot_restore(model: Path, binary: Path | None, words: int) -> None:
     from llamactl.paths import resolve_paths
     from llamactl.supervisor import control
+    from tests.supervisor_helpers import chat_with_server
 
     _profile("kv", model, binary, ctx=16384)
     control.up("kv", timeout=120)
     messages = _prompt(words)
-    first = _chat("kv", messages)
+    first = chat_with_server("kv", messages, timeout=300)
     prefix = first["usage"]["prompt_tokens"]
     follow_up = [
         *messages,
@@ -213,7 +196,7 @@ def bench_slot_restore(model: Path, binary: Path | None, words: int) -> None:
             for path in (resolve_paths().slots / "kv").glob("*.bin"):
                 path.unlink()
         control.up("kv", timeout=120)
-        reply = _chat("kv", follow_up)
+        reply = chat_with_server("kv", follow_up, timeout=300)
         results[label] = (reply["timings"]["prompt_n"], reply["usage"]["prompt_tokens"])
     control.down("kv")
     with_n, total = results["with restore"]

@@ -13,13 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import gguf
 
 from llamactl import gguf_arch
 from llamactl.errors import ModelFileError
 from llamactl.gguf_reader import GGUFHeader, SkippedArray, TensorEntry, read_header
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 KV_PAD = 256  # llama.cpp pads n_ctx and the SWA cache to 256 cells
 DEFAULT_N_BATCH = 2048
@@ -31,6 +34,17 @@ _ATTN_PREFIXES = ("attn_", "post_attention_norm", "indexer.")
 _DENSE_FFN_PREFIXES = ("ffn_", "exp_probs_b", "post_ffw_norm", "pre_ffw_norm", "channel_mix_")
 _JINJA_BLOCK = re.compile(r"\{[{%](.*?)[%}]\}", re.DOTALL)
 _TOOLS_WORD = re.compile(r"\btools\b|\btool_calls\b")
+
+
+class KvCacheOptions(TypedDict, total=False):
+    """The keyword options of ModelInfo.kv_cache_bytes_per_layer (llama-server's flags)."""
+
+    n_seq: int
+    n_ubatch: int
+    swa_full: bool
+    unified: bool
+    flash_attn: bool
+    n_batch: int
 
 
 def _pad(value: int, multiple: int) -> int:
@@ -141,28 +155,13 @@ class ModelInfo:
         n_ctx: int,
         type_k: str = "f16",
         type_v: str = "f16",
-        *,
-        n_seq: int = 1,
-        n_ubatch: int = 512,
-        swa_full: bool = False,
-        unified: bool = True,
-        flash_attn: bool = True,
-        n_batch: int = DEFAULT_N_BATCH,
+        **options: Unpack[KvCacheOptions],
     ) -> int:
-        """Bytes llama.cpp allocates for the KV cache of a context of n_ctx tokens (all slots)."""
-        return sum(
-            self.kv_cache_bytes_per_layer(
-                n_ctx,
-                type_k,
-                type_v,
-                n_seq=n_seq,
-                n_ubatch=n_ubatch,
-                swa_full=swa_full,
-                unified=unified,
-                flash_attn=flash_attn,
-                n_batch=n_batch,
-            )
-        )
+        """Bytes llama.cpp allocates for the KV cache of a context of n_ctx tokens (all slots).
+
+        Takes the keyword options of `kv_cache_bytes_per_layer`, with the same defaults.
+        """
+        return sum(self.kv_cache_bytes_per_layer(n_ctx, type_k, type_v, **options))
 
     def kv_cache_bytes_per_layer(
         self,

@@ -60,56 +60,56 @@ def q4_k_m_type(name: str, ne: tuple[int, ...], i_layer: int, n_layer: int) -> T
     return T.Q4_K
 
 
-def _qwen2_tensors(meta: dict, ftype: str) -> Iterator[TensorSpec]:
-    del ftype
-    embd, n_layer, ff = meta["embedding_length"], meta["block_count"], meta["feed_forward_length"]
-    n_head, n_kv, vocab = meta["head_count"], meta["head_count_kv"], meta["vocab_size"]
-    head = embd // n_head
+def _q4_k_m_tensors(
+    embd: int, vocab: int, n_layer: int, block: list[tuple[str, tuple[int, ...]]]
+) -> Iterator[TensorSpec]:
+    """A model of n_layer identical blocks, with types as Q4_K_M quantisation gives them."""
     yield "token_embd.weight", (embd, vocab), T.Q4_K
     for i in range(n_layer):
-        p = f"blk.{i}."
-        block: list[tuple[str, tuple[int, ...]]] = [
-            ("attn_norm.weight", (embd,)),
-            ("attn_q.weight", (embd, n_head * head)), ("attn_q.bias", (n_head * head,)),
-            ("attn_k.weight", (embd, n_kv * head)), ("attn_k.bias", (n_kv * head,)),
-            ("attn_v.weight", (embd, n_kv * head)), ("attn_v.bias", (n_kv * head,)),
-            ("attn_output.weight", (n_head * head, embd)),
-            ("ffn_norm.weight", (embd,)),
-            ("ffn_gate.weight", (embd, ff)), ("ffn_up.weight", (embd, ff)),
-            ("ffn_down.weight", (ff, embd)),
-        ]
         for name, ne in block:
-            yield p + name, ne, q4_k_m_type(p + name, ne, i, n_layer)
+            full_name = f"blk.{i}.{name}"
+            yield full_name, ne, q4_k_m_type(full_name, ne, i, n_layer)
     yield "output_norm.weight", (embd,), T.F32
     yield "output.weight", (embd, vocab), T.Q6_K
+
+
+def _qwen2_tensors(meta: dict, ftype: str) -> Iterator[TensorSpec]:
+    del ftype
+    embd, ff = meta["embedding_length"], meta["feed_forward_length"]
+    n_head, n_kv = meta["head_count"], meta["head_count_kv"]
+    head = embd // n_head
+    block: list[tuple[str, tuple[int, ...]]] = [
+        ("attn_norm.weight", (embd,)),
+        ("attn_q.weight", (embd, n_head * head)), ("attn_q.bias", (n_head * head,)),
+        ("attn_k.weight", (embd, n_kv * head)), ("attn_k.bias", (n_kv * head,)),
+        ("attn_v.weight", (embd, n_kv * head)), ("attn_v.bias", (n_kv * head,)),
+        ("attn_output.weight", (n_head * head, embd)),
+        ("ffn_norm.weight", (embd,)),
+        ("ffn_gate.weight", (embd, ff)), ("ffn_up.weight", (embd, ff)),
+        ("ffn_down.weight", (ff, embd)),
+    ]
+    yield from _q4_k_m_tensors(embd, meta["vocab_size"], meta["block_count"], block)
 
 
 def _qwen3moe_tensors(meta: dict, ftype: str) -> Iterator[TensorSpec]:
     del ftype
-    embd, n_layer = meta["embedding_length"], meta["block_count"]
+    embd = meta["embedding_length"]
     n_head, n_kv, head = meta["head_count"], meta["head_count_kv"], meta["key_length"]
     n_exp, ff_exp = meta["expert_count"], meta["expert_feed_forward_length"]
-    vocab = meta["vocab_size"]
-    yield "token_embd.weight", (embd, vocab), T.Q4_K
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        block: list[tuple[str, tuple[int, ...]]] = [
-            ("attn_norm.weight", (embd,)),
-            ("attn_q.weight", (embd, n_head * head)),
-            ("attn_k.weight", (embd, n_kv * head)),
-            ("attn_v.weight", (embd, n_kv * head)),
-            ("attn_output.weight", (n_head * head, embd)),
-            ("attn_q_norm.weight", (head,)), ("attn_k_norm.weight", (head,)),
-            ("ffn_norm.weight", (embd,)),
-            ("ffn_gate_inp.weight", (embd, n_exp)),
-            ("ffn_gate_exps.weight", (embd, ff_exp, n_exp)),
-            ("ffn_up_exps.weight", (embd, ff_exp, n_exp)),
-            ("ffn_down_exps.weight", (ff_exp, embd, n_exp)),
-        ]
-        for name, ne in block:
-            yield p + name, ne, q4_k_m_type(p + name, ne, i, n_layer)
-    yield "output_norm.weight", (embd,), T.F32
-    yield "output.weight", (embd, vocab), T.Q6_K
+    block: list[tuple[str, tuple[int, ...]]] = [
+        ("attn_norm.weight", (embd,)),
+        ("attn_q.weight", (embd, n_head * head)),
+        ("attn_k.weight", (embd, n_kv * head)),
+        ("attn_v.weight", (embd, n_kv * head)),
+        ("attn_output.weight", (n_head * head, embd)),
+        ("attn_q_norm.weight", (head,)), ("attn_k_norm.weight", (head,)),
+        ("ffn_norm.weight", (embd,)),
+        ("ffn_gate_inp.weight", (embd, n_exp)),
+        ("ffn_gate_exps.weight", (embd, ff_exp, n_exp)),
+        ("ffn_up_exps.weight", (embd, ff_exp, n_exp)),
+        ("ffn_down_exps.weight", (ff_exp, embd, n_exp)),
+    ]
+    yield from _q4_k_m_tensors(embd, meta["vocab_size"], meta["block_count"], block)
 
 
 def _gpt_oss_tensors(meta: dict, ftype: str) -> Iterator[TensorSpec]:

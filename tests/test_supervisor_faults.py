@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,23 +27,14 @@ from tests.supervisor_helpers import (
     alive,
     fake_binary,
     fake_servers_under,
-    kill_everything_under,
     processes_under,
     wait_for,
     write_profile,
     zombie_children,
 )
 
+pytestmark = pytest.mark.usefixtures("no_leftover_instances")
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,27 +17,17 @@ from typer.testing import CliRunner
 from llamactl.cli import app
 from llamactl.supervisor import control
 from llamactl.supervisor import state as st
-from llamactl.supervisor.launch import server_key_path
 from tests.supervisor_helpers import (
     FAST_POLICY,
     alive,
-    kill_everything_under,
+    chat_with_server,
     processes_under,
     wait_for,
     write_profile,
 )
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.usefixtures("no_leftover_instances")]
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
 
 
 @pytest.fixture
@@ -102,28 +91,15 @@ def test_kill9_of_llama_server_is_recovered_within_2s(real_profile: str) -> None
     assert after.state == "ready" and after.pid == view.pid  # same supervisor, same proxy
 
 
-def _chat_direct(name: str, messages: list[dict]) -> dict:
-    record = st.read_state(name)
-    key = server_key_path(name).read_text().strip()
-    response = httpx.post(
-        f"{record.server_url}/v1/chat/completions",
-        json={"messages": messages, "max_tokens": 1, "cache_prompt": True},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=120,
-    )
-    response.raise_for_status()
-    return response.json()
-
-
 def test_kv_cache_survives_a_restart(real_profile: str, isolated_env: Path) -> None:
     control.up(real_profile, timeout=60)
     prefix = " ".join(f"word{i % 89}" for i in range(600))
     messages = [{"role": "system", "content": prefix}, {"role": "user", "content": "Go."}]
-    first = _chat_direct(real_profile, messages)
+    first = chat_with_server(real_profile, messages)
     assert first["timings"]["prompt_n"] > 300  # evaluated from scratch
     view = control.restart(real_profile)
     assert view.memory.get("restored_tokens", 0) > 300
     turn = [*messages, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "More."}]
-    second = _chat_direct(real_profile, turn)
+    second = chat_with_server(real_profile, turn)
     total = second["usage"]["prompt_tokens"]
     assert second["timings"]["prompt_n"] <= 0.05 * total, second["timings"]

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llamactl.supervisor import control
-from tests.supervisor_helpers import kill_everything_under, write_profile
+from tests.supervisor_helpers import write_profile
 
-pytestmark = pytest.mark.server
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
+pytestmark = [pytest.mark.server, pytest.mark.usefixtures("no_leftover_instances")]
 
 
 def test_down_shuts_llama_server_down_cleanly(

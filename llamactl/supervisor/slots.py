@@ -37,20 +37,8 @@ async def save_slots(client: Any, directory: Path, tag: str, parallel: int) -> i
     saved = 0
     for slot_id in range(parallel):
         name = slot_file(tag, slot_id)
-        try:
-            response = await client.post(
-                f"/slots/{slot_id}",
-                params={"action": "save"},
-                json={"filename": name},
-                timeout=60.0,
-            )
-        except Exception as exc:  # noqa: BLE001 - best effort by design
-            log.warning("saving slot %d failed: %s", slot_id, exc)
-            continue
-        if response.status_code != 200:
-            log.warning(
-                "saving slot %d: HTTP %d %s", slot_id, response.status_code, response.text[:200]
-            )
+        response = await _slot_action(client, slot_id, "save", name)
+        if response is None:
             continue
         n_saved = _int(response, "n_saved")
         if n_saved == 0:
@@ -67,25 +55,33 @@ async def restore_slots(client: Any, directory: Path, tag: str, parallel: int) -
         name = slot_file(tag, slot_id)
         if not (directory / name).is_file():
             continue
-        try:
-            response = await client.post(
-                f"/slots/{slot_id}",
-                params={"action": "restore"},
-                json={"filename": name},
-                timeout=60.0,
-            )
-        except Exception as exc:  # noqa: BLE001
-            log.warning("restoring slot %d failed: %s", slot_id, exc)
-            continue
-        if response.status_code != 200:
-            log.warning(
-                "restoring slot %d: HTTP %d %s", slot_id, response.status_code, response.text[:200]
-            )
-            continue
-        restored += _int(response, "n_restored")
+        response = await _slot_action(client, slot_id, "restore", name)
+        if response is not None:
+            restored += _int(response, "n_restored")
     if restored:
         log.info("restored %d tokens of KV cache", restored)
     return restored
+
+
+async def _slot_action(client: Any, slot_id: int, action: str, filename: str) -> Any | None:
+    """POST /slots/{slot_id}?action=...: the response when it succeeded, else None (logged)."""
+    doing = "saving" if action == "save" else "restoring"
+    try:
+        response = await client.post(
+            f"/slots/{slot_id}",
+            params={"action": action},
+            json={"filename": filename},
+            timeout=60.0,
+        )
+    except Exception as exc:  # noqa: BLE001 - best effort by design
+        log.warning("%s slot %d failed: %s", doing, slot_id, exc)
+        return None
+    if response.status_code != 200:
+        log.warning(
+            "%s slot %d: HTTP %d %s", doing, slot_id, response.status_code, response.text[:200]
+        )
+        return None
+    return response
 
 
 def _int(response: Any, key: str) -> int:
