@@ -5,7 +5,6 @@ re-plan, and the haiku tier routed to a `claude.small_profile` instance."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +17,7 @@ from llamactl.supervisor import control
 from llamactl.supervisor import state as st
 from llamactl.supervisor.launch import Launch, server_key_path
 from llamactl.supervisor.proxy_host import proxy_config
-from tests.supervisor_helpers import kill_everything_under, write_profile
+from tests.supervisor_helpers import write_profile
 
 KEY = "test-proxy-key"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
@@ -63,15 +62,6 @@ def test_side_slot_is_set_when_the_plan_has_two_slots() -> None:
 # -- with the real llama-server ---------------------------------------------------------------
 
 
-@pytest.fixture
-def cleanup(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
-
-
 def _slots(name: str) -> list[dict[str, Any]]:
     record = st.read_state(name)
     key = server_key_path(name).read_text().strip()
@@ -90,7 +80,7 @@ def _message(proxy_url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.server
 def test_side_requests_use_slot_1_and_keep_the_conversation_cached(
-    llama_server_bin: Path, tiny_model: Path, cleanup: None
+    llama_server_bin: Path, tiny_model: Path, no_leftover_instances: None
 ) -> None:
     path = write_profile("slots", model=tiny_model, binary=llama_server_bin, ctx_size=4096)
     # Two slots with their own KV caches: with --kv-unified llamactl leaves slot choice to
@@ -151,7 +141,7 @@ def _wait_idle(name: str, timeout: float = 20.0) -> None:
 
 @pytest.mark.server
 def test_a_stream_gets_pings_while_an_idle_server_wakes(
-    llama_server_bin: Path, tiny_model: Path, cleanup: None
+    llama_server_bin: Path, tiny_model: Path, no_leftover_instances: None
 ) -> None:
     import anthropic
 
@@ -216,7 +206,7 @@ def _used_slots(name: str) -> int:
 
 @pytest.mark.server
 def test_the_small_profile_model_is_served_by_the_small_instance(
-    llama_server_bin: Path, tiny_model: Path, moe_model: Path, cleanup: None
+    llama_server_bin: Path, tiny_model: Path, moe_model: Path, no_leftover_instances: None
 ) -> None:
     small = write_profile("small", model=moe_model, binary=llama_server_bin, api_key="small-key")
     text = small.read_text().replace('aliases = ["test-model"]', 'aliases = ["small-model"]')

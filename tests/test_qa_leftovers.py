@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,23 +23,13 @@ from llamactl.supervisor.views import InstanceView
 from tests.supervisor_helpers import (
     FAST_POLICY,
     fake_binary,
-    kill_everything_under,
     write_profile,
 )
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def _no_leftovers(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
-
-
-@pytest.mark.usefixtures("_no_leftovers")
+@pytest.mark.usefixtures("no_leftover_instances")
 def test_env_and_claude_accept_a_profile_path(tmp_path: Path, tiny_model: Path) -> None:
     # A profile file outside the search path, as `llamactl up PATH.toml` accepts it.
     written = write_profile("pathonly", model=tiny_model, binary=fake_binary(tmp_path))

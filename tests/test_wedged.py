@@ -5,7 +5,6 @@ look wedged. Real processes: the supervisor daemon, its proxy and the scripted f
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,22 +15,14 @@ from llamactl.supervisor import state as st
 from tests.supervisor_helpers import (
     FAST_POLICY,
     fake_binary,
-    kill_everything_under,
     wait_for,
     write_profile,
 )
 
+pytestmark = pytest.mark.usefixtures("no_leftover_instances")
+
 KEY = "test-proxy-key"
 BODY = {"model": "test-model", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(isolated_env: Path) -> Iterator[None]:
-    yield
-    try:
-        control.down(all=True)
-    finally:
-        kill_everything_under(isolated_env)
 
 
 def _up(
