@@ -31,7 +31,7 @@ async def _with_server(handler: Handler, work: Callable[[FastPool], Awaitable[No
     try:
         await asyncio.wait_for(work(pool), 10)
     finally:
-        pool.close()
+        await pool.aclose()
         server.close()
         await server.wait_closed()
         await asyncio.sleep(0.05)  # let the closed transports finish closing

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
 
 import httpx
@@ -103,7 +104,7 @@ class FastResponse:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "writer", "__weakref__")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -133,6 +134,9 @@ class FastPool:
         fixed += [f"{name}: {value}".encode("latin-1") for name, value in headers.items()]
         self._fixed_headers = b"\r\n".join(fixed) + b"\r\n"
         self._idle: list[_Connection] = []
+        # Every connection still referenced, idle or in use, so aclose() reaches all of them
+        # (weak: a connection closed and dropped elsewhere leaves the set by itself).
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
 
     async def _connect(self) -> _Connection:
         try:
@@ -144,7 +148,9 @@ class FastPool:
             raise httpx.ConnectTimeout("connecting to the upstream timed out") from exc
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect to the upstream: {exc}") from exc
-        return _Connection(reader, writer)
+        conn = _Connection(reader, writer)
+        self._open.add(conn)
+        return conn
 
     def release(self, conn: _Connection) -> None:
         if conn.usable() and len(self._idle) < MAX_IDLE:
@@ -205,8 +211,16 @@ class FastPool:
             headers.append((name.strip(), value.strip()))
         return FastResponse(self, conn, status, headers)
 
-    def close(self) -> None:
-        for conn in self._idle:
+    async def aclose(self, timeout: float = 1.0) -> None:
+        """Close every connection and wait (bounded) until their sockets are really closed: a
+        transport closes on a later loop turn, and a loop that stops first leaks the socket."""
+        conns = list(self._open)
+        self._open.clear()
+        self._idle.clear()
+        for conn in conns:
             with contextlib.suppress(Exception):
                 conn.close()
-        self._idle.clear()
+        waits = [conn.writer.wait_closed() for conn in conns]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), timeout)
+        await asyncio.sleep(0)  # let close callbacks of connections dropped earlier run too

@@ -78,7 +78,7 @@ class Upstream:
 
     async def aclose(self) -> None:
         if self._fast is not None:
-            self._fast.close()
+            await self._fast.aclose()
             self._fast = None
         if self._client is not None:
             await self._client.aclose()
