@@ -79,11 +79,9 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
 def test_tiny_is_fast_and_cached(tmp_path: Path) -> None:
     started = time.monotonic()
     path = generate_model("tiny", tmp_path)
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 30  # ~0.3 s here; only catches a runaway generator
     before = path.stat()
-    started = time.monotonic()
     again = generate_model("tiny", tmp_path)
-    assert time.monotonic() - started < 0.05
     assert again == path
     assert again.stat().st_ino == before.st_ino and again.stat().st_mtime_ns == before.st_mtime_ns
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
