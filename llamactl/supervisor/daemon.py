@@ -94,7 +94,7 @@ class Supervisor:
         self._proxy_task: asyncio.Task | None = None
         self._last_progress_write = 0.0
         self._routes: dict[str, tuple[str, str | None]] = {}
-        self._routes_read_at = 0.0
+        self._routes_read_at = float("-inf")
 
     # -- what the gate sees -------------------------------------------------------------------
     @property
@@ -117,7 +117,7 @@ class Supervisor:
         if not small:
             return {}
         now = time.monotonic()
-        if now - self._routes_read_at > ROUTES_TTL_S or not self._routes:
+        if now - self._routes_read_at > ROUTES_TTL_S:
             from llamactl.supervisor.proxy_host import small_profile_routes
 
             self._routes = small_profile_routes(small)
