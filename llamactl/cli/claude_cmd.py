@@ -33,20 +33,14 @@ def claude_command(
     ] = False,
 ) -> None:
     """Start (or reuse) the profile's instance and run Claude Code against it."""
-    from llamactl.claude_run import environment_for, find_claude, run_claude
+    from llamactl.claude_run import find_claude, run_claude
 
     if profile and profile.startswith("-"):  # `llamactl claude -- -p hi`: no profile named
         claude_args = [profile, *(claude_args or [])]
         profile = None
     loaded = _load(profile)
     binary = None if show_env else find_claude(loaded)  # fail before starting anything
-    env, target = environment_for(
-        loaded,
-        user_env=os.environ,
-        ensure_up=_ensure_up_for(profile, loaded),
-        on_progress=_progress_printer(),
-    )
-    _print_notes(env)
+    env, target = _environment(profile, loaded)
     if show_env:
         _print_env_table(env)
         return
@@ -57,6 +51,20 @@ def claude_command(
     raise typer.Exit(run_claude(binary, claude_args or [], env.apply(os.environ)))
 
 
+def _environment(profile: str | None, loaded: Any) -> tuple[Any, Any]:
+    """The instance up (with progress) and the variables pointing Claude Code at it; notes shown."""
+    from llamactl.claude_run import environment_for
+
+    env, target = environment_for(
+        loaded,
+        user_env=os.environ,
+        ensure_up=_ensure_up_for(profile, loaded),
+        on_progress=_progress_printer(),
+    )
+    _print_notes(env)
+    return env, target
+
+
 def env_command(
     profile: str = typer.Argument(..., help="Profile whose instance Claude Code should use."),
     shell: str = typer.Option("bash", "--shell", help="bash, zsh, fish or powershell."),
@@ -64,19 +72,12 @@ def env_command(
 ) -> None:
     """Print the variables for `eval "$(llamactl env PROFILE)"` (starts the instance if needed)."""
     from llamactl.claude_env import SHELLS, render_shell
-    from llamactl.claude_run import environment_for
     from llamactl.errors import LlamactlError
 
     if shell not in SHELLS:
         raise LlamactlError(f"--shell must be one of {', '.join(SHELLS)}, got {shell!r}")
     loaded = _load(profile)
-    env, _ = environment_for(
-        loaded,
-        user_env=os.environ,
-        ensure_up=_ensure_up_for(profile, loaded),
-        on_progress=_progress_printer(),
-    )
-    _print_notes(env)
+    env, _ = _environment(profile, loaded)
     if as_json:
         print_json({"set": env.variables, "kept": env.kept, "warnings": list(env.warnings)})
         return
